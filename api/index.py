@@ -1,0 +1,196 @@
+"""The job list index: `DATA/job_track.json` (written by the controller), parsed once per change and queried in memory.
+
+The file is re-read only when its mtime, size or inode change, so a page of `GET /jobs` costs a filter over a list in
+memory, not one file per job. When the file does not exist yet (no controller ever ran on this folder) the index is
+built from the per-job status files instead, and cached for a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.spec import is_valid_name
+from controller.status import SEED_STATUS
+from controller.store import DataStore, read_json
+
+PHASES = ("Pending", "Running", "Succeeded", "Failed", "Stopped")
+_SEED_TO_PHASE = {word: phase for phase, word in SEED_STATUS.items()}
+SCAN_TTL = 2.0
+
+
+def normalize_phase(value: str) -> str | None:
+    """A phase from its name in any case, or from the seed's lowercase word (`running`, `finished`, ...)."""
+    low = value.strip().lower()
+    for phase in PHASES:
+        if phase.lower() == low:
+            return phase
+    return _SEED_TO_PHASE.get(low)
+
+
+def parse_label_selector(values: list[str]) -> list[tuple[str, str | None]]:
+    """`k=v` (equal) or `k` (present), each one a requirement; ValueError says which one is malformed."""
+    out: list[tuple[str, str | None]] = []
+    for raw in values:
+        for part in raw.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if sep and value.startswith("="):  # k==v, as kubectl allows
+                value = value[1:]
+            if not key:
+                raise ValueError(f"label selector {part!r} has no key; use key=value or key")
+            out.append((key, value.strip() if sep else None))
+    return out
+
+
+def _entry(name: str, raw: Any) -> dict[str, Any]:
+    """One index row in a fixed shape, whatever the file held (the seed wrote a bare container id per job)."""
+    if not isinstance(raw, dict):
+        return {"job_id": name, "name": name, "status": "unknown", "phase": None, "reason": None, "attempts": None,
+                "labels": {}, "updated_at": None, "container_id": raw if isinstance(raw, str) else None,
+                "container_name": None}
+    phase = raw.get("phase") if isinstance(raw.get("phase"), str) else None
+    labels = raw.get("labels") if isinstance(raw.get("labels"), dict) else {}
+    status = raw.get("status")
+
+    def opt_str(key: str) -> str | None:
+        value = raw.get(key)
+        return value if isinstance(value, str) else None
+
+    attempts = raw.get("attempts")
+    return {
+        "job_id": name,
+        "name": name,
+        "status": status if isinstance(status, str) else SEED_STATUS.get(phase or "", "unknown"),
+        "phase": phase,
+        "reason": opt_str("reason"),
+        "attempts": attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else None,
+        "labels": {str(k): str(v) for k, v in labels.items()},
+        "updated_at": opt_str("updated_at"),
+        "container_id": opt_str("container_id"),
+        "container_name": opt_str("container_name"),
+    }
+
+
+def _entry_from_status(name: str, status: dict[str, Any]) -> dict[str, Any]:
+    phase = status.get("phase")
+    return _entry(name, {
+        "status": SEED_STATUS.get(phase, "unknown") if isinstance(phase, str) else "unknown",
+        "phase": phase, "reason": status.get("reason"), "attempts": status.get("attempts"),
+        "labels": status.get("labels"), "updated_at": status.get("updatedAt"),
+        "container_id": status.get("containerId"), "container_name": status.get("containerName"),
+    })
+
+
+@dataclass
+class Snapshot:
+    """One parsed version of the index, sorted by name."""
+
+    names: list[str] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    phase_counts: dict[str, int] = field(default_factory=dict)
+    source: str = "empty"  # job_track | status-files | empty
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int  # matching jobs, all pages together
+    next_after: str | None  # the `continue` token for the next page, None on the last page
+
+
+class JobIndex:
+    """Cached, thread-safe view of all jobs for listing and counting."""
+
+    def __init__(self, store: DataStore, scan_ttl: float = SCAN_TTL):
+        self.store = store
+        self.path = store.root / "job_track.json"
+        self.scan_ttl = scan_ttl
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._snap = Snapshot()
+
+    def snapshot(self) -> Snapshot:
+        key = self._source_key()
+        if key == self._key:
+            return self._snap
+        with self._lock:
+            key = self._source_key()
+            if key != self._key:
+                self._snap = self._load(key)
+                self._key = key
+            return self._snap
+
+    def _source_key(self) -> tuple[Any, ...]:
+        try:
+            st = os.stat(self.path)
+            return ("job_track", st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return ("scan", int(time.monotonic() / self.scan_ttl))
+
+    def _load(self, key: tuple[Any, ...]) -> Snapshot:
+        rows: dict[str, dict[str, Any]] = {}
+        if key[0] == "job_track":
+            data = read_json(self.path)
+            if isinstance(data, dict):
+                rows = {n: _entry(n, raw) for n, raw in data.items() if isinstance(n, str) and is_valid_name(n)}
+            source = "job_track"
+        else:
+            for name in self.store.recorded_jobs():
+                status = read_json(self.store.status_path(name))
+                if isinstance(status, dict):
+                    rows[name] = _entry_from_status(name, status)
+            source = "status-files"
+        names = sorted(rows)
+        counts = {p: 0 for p in PHASES}
+        for row in rows.values():
+            if row["phase"] in counts:
+                counts[row["phase"]] += 1
+        return Snapshot(names, [rows[n] for n in names], counts, source)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        snap = self.snapshot()
+        i = bisect.bisect_left(snap.names, name)
+        return snap.entries[i] if i < len(snap.names) and snap.names[i] == name else None
+
+    def query(self, phases: set[str] | None = None, labels: list[tuple[str, str | None]] | None = None,
+              limit: int | None = None, after: str | None = None) -> Page:
+        """Jobs matching every filter, sorted by name, the page after `after` (a name, the `continue` token)."""
+        snap = self.snapshot()
+        start = bisect.bisect_right(snap.names, after) if after else 0
+        if not phases and not labels:
+            total = len(snap.entries)
+            end = len(snap.entries) if limit is None else min(len(snap.entries), start + limit)
+            items = snap.entries[start:end]
+            return Page(items, total, items[-1]["name"] if items and end < total else None)
+
+        def match(row: dict[str, Any]) -> bool:
+            if phases and row["phase"] not in phases:
+                return False
+            row_labels = row["labels"]
+            for key, value in labels or ():
+                if key not in row_labels or (value is not None and row_labels[key] != value):
+                    return False
+            return True
+
+        total = 0
+        items: list[dict[str, Any]] = []
+        more = False
+        for i, row in enumerate(snap.entries):
+            if not match(row):
+                continue
+            total += 1
+            if i < start:
+                continue
+            if limit is None or len(items) < limit:
+                items.append(row)
+            else:
+                more = True
+        return Page(items, total, items[-1]["name"] if items and more else None)

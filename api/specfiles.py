@@ -1,0 +1,311 @@
+"""Spec files: find the file that defines a job, write new ones, rewrite control fields, delete.
+
+These are the API's only writes. Every new content is validated first by `controller.spec.parse_text`, the code that
+reads a dropped file, then written temp + rename (the temp name is hidden and ends in `.tmp`, so the controller never
+reads a half-written file). Control-field changes (`suspend`, `runId`) rewrite only those keys: YAML goes through a
+ruamel.yaml round trip that keeps comments, order, quotes and indentation; JSON stays JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import structlog
+import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError as RuamelError
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from controller.spec import MAX_SPEC_BYTES, JobManifest, LoadedSpec, SpecError, is_spec_file, load_spec_file, parse_text
+from controller.store import DataStore, atomic_write_bytes
+
+from .errors import ApiError
+
+log = structlog.get_logger("opeva.api.specs")
+
+Action = Literal["created", "updated", "unchanged", "deleted"]
+_REMOVE = object()
+
+
+@dataclass(frozen=True)
+class Located:
+    """The file that defines a job: where it is and what it holds (a manifest, or the error that makes it unusable)."""
+
+    path: Path  # inside the specs folder, as found (may be a symlink within the folder)
+    rel: str  # relative to the specs folder, with '/'
+    loaded: LoadedSpec
+
+    @property
+    def fmt(self) -> str:
+        return "json" if self.path.suffix == ".json" else "yaml"
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    name: str
+    action: Action
+    spec_file: str
+    manifest: JobManifest | None = None
+    message: str = ""
+
+
+def body_format(content_type: str | None, body: bytes) -> str:
+    """`json` or `yaml`, from the Content-Type, else from the first character of the body."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype.endswith("json"):
+        return "json"
+    if "yaml" in ctype:
+        return "yaml"
+    return "json" if body.lstrip()[:1] in (b"{", b"[") else "yaml"
+
+
+class SpecFiles:
+    """The specs folder as seen by the API. Writes are serialised by one lock per process."""
+
+    def __init__(self, store: DataStore):
+        self.store = store
+        self.root = store.specs_dir
+        self._lock = threading.Lock()
+
+    # ---- finding --------------------------------------------------------------------------------------------
+    def find(self, name: str) -> Located | None:
+        """The file defining `name`: the one the controller recorded, `NAME.yaml|yml|json`, else a scan of the folder."""
+        tried: set[Path] = set()
+        for path in self._likely_paths(name):
+            tried.add(path)
+            found = self._check(path, name)
+            if found:
+                return found
+        needle = name.encode()
+        for path in self._walk():
+            if path in tried:
+                continue
+            try:
+                with open(path, "rb") as f:
+                    if needle not in f.read(MAX_SPEC_BYTES + 1):
+                        continue  # cheap filter: a file that defines the job contains its name
+            except OSError:
+                continue
+            found = self._check(path, name)
+            if found:
+                return found
+        return None
+
+    def _likely_paths(self, name: str) -> Iterator[Path]:
+        status = self.store.read_status(name) if self.store.job_dir(name).is_dir() else None
+        if status and status.specFile:
+            path = self._inside(status.specFile)
+            if path is not None:
+                yield path
+        for suffix in (".yaml", ".yml", ".json"):
+            yield self.root / f"{name}{suffix}"
+
+    def _inside(self, rel: str) -> Path | None:
+        """`rel` as a path in the specs folder, or None if it would lead anywhere else."""
+        rel_path = Path(rel)
+        if rel_path.is_absolute() or ".." in rel_path.parts:
+            return None
+        path = self.root / rel_path
+        try:
+            if not path.resolve().is_relative_to(self.root.resolve()):
+                return None
+        except OSError:
+            return None
+        return path
+
+    def _walk(self) -> Iterator[Path]:
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fname in sorted(filenames):
+                path = Path(dirpath) / fname
+                if is_spec_file(path.relative_to(self.root)):
+                    yield path
+
+    def _check(self, path: Path, name: str) -> Located | None:
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return None
+        if not is_spec_file(rel) or not (path.is_file() or path.is_symlink()):
+            return None
+        loaded = load_spec_file(path, self.root)
+        if loaded.name != name:
+            return None
+        return Located(path, rel.as_posix(), loaded)
+
+    # ---- writing whole specs --------------------------------------------------------------------------------
+    def apply(self, name: str, body: bytes, fmt: str, *, create_only: bool = False) -> WriteOutcome:
+        """Create or replace the spec of `name` with `body` (YAML or JSON text); identical content changes nothing."""
+        try:
+            manifest = parse_text(body, "request body", fmt)
+        except SpecError as err:
+            raise ApiError(422, str(err)) from None
+        if manifest.name != name:
+            raise ApiError(422, f"metadata.name {manifest.name!r} does not match the job name in the URL {name!r}")
+        with self._lock:
+            found = self.find(name)
+            if found is not None and create_only:
+                raise ApiError(409, f"job {name!r} already exists (defined in {found.rel}); use PUT /jobs/{name} to "
+                                    "update it")
+            if found is not None:
+                if found.loaded.manifest is not None and _same(found.loaded.manifest, manifest):
+                    return WriteOutcome(name, "unchanged", found.rel, found.loaded.manifest,
+                                        "the spec is identical to the one in the file; nothing changed")
+                target, rel, action = _write_target(found.path), found.rel, "updated"
+            else:
+                target = self.root / f"{name}.yaml"
+                rel, action = target.name, "created"
+                if target.exists() or target.is_symlink():
+                    other = load_spec_file(target, self.root)
+                    raise ApiError(409, f"cannot create {rel}: the file already exists and defines job {other.name!r}")
+            content = _render(body, fmt, "json" if target.suffix == ".json" else "yaml")
+            self._write(target, rel, content, manifest)
+        log.info("spec_written", job=name, file=rel, action=action)
+        return WriteOutcome(name, action, rel, manifest, f"spec file {rel} {action}")
+
+    # ---- control fields -------------------------------------------------------------------------------------
+    def set_control(self, name: str, changes: dict[str, Any], verb: str) -> WriteOutcome:
+        """Set (or with `_REMOVE`, drop) keys under `spec:` of the job's file, keeping the rest of the file."""
+        with self._lock:
+            found = self.find(name)
+            if found is None:
+                raise ApiError(404, f"job {name!r} has no spec file in the specs folder, so it cannot be {verb}")
+            manifest = found.loaded.manifest
+            if manifest is None:
+                raise ApiError(409, f"cannot set {_describe(changes)} for job {name!r}: its spec file {found.rel} is "
+                                    f"invalid: {found.loaded.error}")
+            current = manifest.spec.model_dump()
+            wanted = {k: v for k, v in changes.items() if v is _REMOVE or current.get(k) != v}
+            if not wanted:
+                return WriteOutcome(name, "unchanged", found.rel, manifest,
+                                    f"job {name!r} already has {_describe(changes)}; the file was not touched")
+            target = _write_target(found.path)
+            try:
+                text = target.read_bytes().decode("utf-8")
+                content = (_rewrite_json if found.fmt == "json" else _rewrite_yaml)(text, wanted)
+            except (OSError, UnicodeDecodeError, ValueError, RuamelError) as err:
+                raise ApiError(409, f"cannot rewrite {found.rel}: {err}") from None
+            try:
+                new_manifest = parse_text(content, found.rel, found.fmt)
+            except SpecError as err:
+                raise ApiError(409, f"rewriting {found.rel} would make it invalid: {err}") from None
+            self._write(target, found.rel, content.encode(), new_manifest)
+        log.info("spec_control_written", job=name, file=found.rel, fields=sorted(wanted))
+        return WriteOutcome(name, "updated", found.rel, new_manifest, f"spec file {found.rel} updated")
+
+    # ---- deleting -------------------------------------------------------------------------------------------
+    def delete(self, name: str) -> WriteOutcome:
+        with self._lock:
+            found = self.find(name)
+            if found is None:
+                raise ApiError(404, f"job {name!r} has no spec file in the specs folder (already deleted?)")
+            try:
+                found.path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                raise ApiError(503, f"cannot delete {found.rel}: {err.strerror or err}") from None
+        log.info("spec_deleted", job=name, file=found.rel)
+        return WriteOutcome(name, "deleted", found.rel, found.loaded.manifest,
+                            f"spec file {found.rel} deleted; the controller stops the job and keeps its record")
+
+    # ---- internals ------------------------------------------------------------------------------------------
+    def _write(self, target: Path, rel: str, content: bytes, expected: JobManifest) -> None:
+        fmt = "json" if target.suffix == ".json" else "yaml"
+        try:  # what lands in the file must read back as the manifest we validated
+            written = parse_text(content, rel, fmt)
+        except SpecError as err:
+            raise ApiError(422, f"the spec cannot be written as {fmt.upper()} to {rel}: {err}") from None
+        if not _same(written, expected):
+            raise ApiError(422, f"the spec changes meaning when written as {fmt.upper()} to {rel}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, content)
+
+
+def _same(a: JobManifest, b: JobManifest) -> bool:
+    return a.model_dump(mode="json") == b.model_dump(mode="json")
+
+
+def _write_target(path: Path) -> Path:
+    """A symlink within the specs folder is kept: its target is rewritten (load_spec_file checked it stays inside)."""
+    return path.resolve() if path.is_symlink() else path
+
+
+def _render(body: bytes, src_fmt: str, dst_fmt: str) -> bytes:
+    """The body as it will be written: verbatim when the formats match (comments kept), converted otherwise."""
+    text = body.decode("utf-8")
+    if src_fmt == dst_fmt:
+        return text.encode() if text.endswith("\n") else (text + "\n").encode()
+    doc = json.loads(text) if src_fmt == "json" else yaml.safe_load(text)
+    if dst_fmt == "json":
+        return (json.dumps(doc, indent=2, default=str) + "\n").encode()
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=4096).encode()
+
+
+def _rewrite_json(text: str, changes: dict[str, Any]) -> str:
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
+        raise ValueError("the file has no 'spec' mapping")
+    _apply(doc["spec"], changes)
+    indent = _json_indent(text)
+    return json.dumps(doc, indent=indent, ensure_ascii=False) + "\n"
+
+
+def _json_indent(text: str) -> int | None:
+    match = re.search(r"\n( +)\"", text)
+    return len(match.group(1)) if match else (None if "\n" not in text.strip() else 2)
+
+
+def _rewrite_yaml(text: str, changes: dict[str, Any]) -> str:
+    _, seq_indent, seq_offset = load_yaml_guess_indent(text)
+    map_indent = _yaml_mapping_indent(text)
+    rt = YAML()  # round trip: comments, key order and quoting survive
+    rt.preserve_quotes = True
+    rt.width = 4096
+    rt.indent(mapping=map_indent, sequence=seq_indent or map_indent, offset=seq_offset or 0)
+    rt.explicit_start = text.lstrip().startswith("---")
+    doc = rt.load(text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
+        raise ValueError("the file has no 'spec' mapping")
+    _apply(doc["spec"], changes)
+    out = io.StringIO()
+    rt.dump(doc, out)
+    return out.getvalue()
+
+
+def _yaml_mapping_indent(text: str) -> int:
+    """Indentation of the first nested block mapping (ruamel cannot guess it separately from sequences)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[^\s#-][^#]*:\s*(#.*)?$", line):
+            for nxt in lines[i + 1:]:
+                stripped = nxt.strip()
+                if not stripped or stripped.startswith("#"):
+                    continue
+                indent = len(nxt) - len(nxt.lstrip(" "))
+                if indent > 0 and not stripped.startswith("-"):
+                    return indent
+                break
+    return 2
+
+
+def _describe(changes: dict[str, Any]) -> str:
+    return ", ".join(f"spec.{k} removed" if v is _REMOVE else f"spec.{k}={json.dumps(v)}" for k, v in changes.items())
+
+
+def _apply(spec: dict[str, Any], changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        if value is _REMOVE:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+
+
+REMOVE = _REMOVE

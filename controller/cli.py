@@ -1,0 +1,102 @@
+"""The `opeva` command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+import structlog
+
+from .logsetup import configure_logging
+from .settings import Settings
+from .store import LockHeld
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """OPEVA job controller: spec files in a folder become Docker containers, observed and recorded."""
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_DATA",
+              default="./opeva-data", show_default=True, help="The data folder (specs, job records, logs).")
+@click.option("--specs", "specs_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_SPECS",
+              help="Specs folder (default DATA/specs), e.g. a git checkout.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="API bind address.")
+@click.option("--port", default=8000, show_default=True, type=int, help="API port.")
+@click.option("--no-api", is_flag=True, help="Run the controller only.")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="File holding the API bearer token (else $OPEVA_API_TOKEN).")
+@click.option("--workers", type=int, help="Parallel reconcile workers (default 4).")
+@click.option("--resync", "resync_seconds", type=float, help="Seconds between full resyncs (default 10).")
+@click.option("--network", "default_network", help="Docker network for jobs that name none.")
+@click.option("--poll-specs", is_flag=True, default=None, help="Poll the specs folder (network shares).")
+@click.option("--log-level", default="info", show_default=True)
+def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bool, token_file: Path | None,
+        workers: int | None, resync_seconds: float | None, default_network: str | None, poll_specs: bool | None,
+        log_level: str) -> None:
+    """Run the controller (and the API) in the foreground. Ctrl-C stops the controller, not the jobs.
+
+    \b
+    Examples:
+      opeva run                              # ./opeva-data, API on 127.0.0.1:8000
+      opeva run --data /opt/opeva_shared_data --no-api
+      OPEVA_API_TOKEN=secret opeva run --host 0.0.0.0
+    """
+    configure_logging(log_level)
+    log = structlog.get_logger("opeva")
+    settings = Settings.from_env(data_dir=data_dir, specs_dir=specs_dir, workers=workers,
+                                 resync_seconds=resync_seconds, default_network=default_network,
+                                 poll_specs=poll_specs)
+    token = token_file.read_text().strip() if token_file else os.environ.get("OPEVA_API_TOKEN") or None
+    if not no_api:
+        from api.server import check_bind
+
+        try:
+            check_bind(host, token)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+
+    from .loop import Controller
+    from .runtime.docker import DockerRuntime
+
+    runtime = DockerRuntime(settings.docker_url)
+    if not runtime.ping():
+        log.warning("docker_unreachable_at_start",
+                    message="the Docker engine does not answer; jobs start once it does (is dockerd running?)")
+    controller = Controller(settings, runtime)
+    try:
+        controller.start()
+    except LockHeld as err:
+        raise click.ClickException(str(err)) from None
+
+    server = None
+    if not no_api:
+        from api.app import create_app
+        from api.server import start_in_thread
+
+        app = create_app(controller.store.root, controller.store.specs_dir, token)
+        server, _ = start_in_thread(app, host, port)
+        log.info("api_listening", url=f"http://{host}:{port}", auth=bool(token))
+
+    done = threading.Event()
+
+    def _signal(signum, _frame) -> None:
+        log.info("signal", signal=signal.Signals(signum).name, message="stopping the controller; jobs keep running")
+        done.set()
+
+    signal.signal(signal.SIGINT, _signal)
+    signal.signal(signal.SIGTERM, _signal)
+    done.wait()
+    if server is not None:
+        server.should_exit = True
+    controller.stop()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

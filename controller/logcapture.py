@@ -1,0 +1,150 @@
+"""Container output into DATA/jobs/NAME/logs/NAME.log: every line exactly once, across controller crashes.
+
+One cursor per job (DATA/.opeva/cursors/NAME.json) says which container is being captured, the byte offset of the
+log file that is known to be complete, and the Docker timestamp (ns) and count of frames written at that timestamp.
+Lines are appended as they arrive; the cursor is saved after an fsync, at most every `persist_every` seconds and at
+the end. After a crash, the file is cut back to the cursor's offset and Docker is asked again from the cursor's
+timestamp, skipping frames already counted: no line is lost, none is written twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import structlog
+
+from .runtime.base import ContainerInfo, Runtime, timestamp_ns
+from .status import iso, utcnow
+from .store import DataStore, atomic_write_json, read_json
+
+log = structlog.get_logger("opeva.logs")
+
+LABEL_LOG_CAPTURE = "opeva.logCapture"
+
+
+class LogCapture:
+    def __init__(self, store: DataStore, runtime: Runtime, on_complete: Callable[[str], None],
+                 persist_every: float = 0.5):
+        self.store = store
+        self.runtime = runtime
+        self.on_complete = on_complete
+        self.persist_every = persist_every
+        self._lock = threading.Lock()
+        self._threads: dict[str, threading.Thread] = {}
+        self._complete: set[str] = set()
+        (store.state_dir / "cursors").mkdir(parents=True, exist_ok=True)
+
+    def _cursor_path(self, job: str) -> Path:
+        return self.store.state_dir / "cursors" / f"{job}.json"
+
+    def is_complete(self, c: ContainerInfo) -> bool:
+        """True when all of the container's output is in the log file (and it has stopped)."""
+        with self._lock:
+            if c.name in self._complete:
+                return True
+        cur = read_json(self._cursor_path(c.job))
+        done = isinstance(cur, dict) and cur.get("container") == c.name and bool(cur.get("complete"))
+        if done:
+            with self._lock:
+                self._complete.add(c.name)
+        return done
+
+    def ensure(self, c: ContainerInfo) -> None:
+        """Make sure someone is capturing this container's output, unless it is already complete."""
+        if c.state == "created" or self.is_complete(c):
+            return
+        with self._lock:
+            t = self._threads.get(c.name)
+            if t is not None and t.is_alive():
+                return
+            t = threading.Thread(target=self._follow, args=(c,), name=f"logs-{c.name}", daemon=True)
+            self._threads[c.name] = t
+        t.start()
+
+    def forget(self, container: str) -> None:
+        with self._lock:
+            self._complete.discard(container)
+            self._threads.pop(container, None)
+
+    def _follow(self, c: ContainerInfo) -> None:
+        try:
+            complete = self._capture(c)
+        except Exception as err:  # the engine went away mid-stream: the next reconcile starts a new follower
+            log.warning("log_capture_interrupted", job=c.job, container=c.name, error=str(err))
+            complete = False
+        if complete:
+            with self._lock:
+                self._complete.add(c.name)
+        self.on_complete(c.job)
+
+    def _capture(self, c: ContainerInfo) -> bool:
+        capture = c.labels.get(LABEL_LOG_CAPTURE, "true") != "false"
+        self.store.ensure_job_dirs(c.job)
+        path = self.store.log_path(c.job, capture)
+        cursor_path = self._cursor_path(c.job)
+        cur = read_json(cursor_path)
+        cur = cur if isinstance(cur, dict) else None
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if cur is not None and cur.get("container") == c.name:
+                if cur.get("complete"):
+                    return True
+                offset, ts, count = min(int(cur["offset"]), size), int(cur["ts"]), int(cur["count"])
+            else:
+                # a new attempt: drop a header a crash may have left half-written, then write it whole
+                prev_end = int(cur["offset"]) if cur and cur.get("complete") else size
+                offset = min(prev_end, size)
+                if offset > 0 and os.pread(fd, 1, offset - 1) != b"\n":
+                    os.pwrite(fd, b"\n", offset)
+                    offset += 1
+                header = (f"===== opeva: job {c.job} attempt {c.attempt} container {c.name} "
+                          f"generation {c.generation} capture started {iso(utcnow())} =====\n").encode()
+                os.ftruncate(fd, offset)
+                os.pwrite(fd, header, offset)
+                offset += len(header)
+                ts, count = 0, 0
+                self._persist(fd, cursor_path, c.name, offset, ts, count, False)
+            if size > offset:
+                os.ftruncate(fd, offset)
+            last_persist = time.monotonic()
+            skip = count
+            since = ts / 1e9 - 1 if ts else None
+            for frame in self.runtime.logs(c.name, since):
+                stamp, _, payload = frame.partition(b" ")
+                try:
+                    t = timestamp_ns(stamp.decode())
+                except ValueError:
+                    t, payload = ts, frame
+                if t < ts:
+                    continue
+                if t == ts and skip > 0:
+                    skip -= 1
+                    continue
+                os.pwrite(fd, payload, offset)
+                offset += len(payload)
+                if t == ts:
+                    count += 1
+                else:
+                    ts, count, skip = t, 1, 0
+                if time.monotonic() - last_persist >= self.persist_every:
+                    self._persist(fd, cursor_path, c.name, offset, ts, count, False)
+                    last_persist = time.monotonic()
+            after = self.runtime.inspect(c.name)
+            complete = after is None or after.exited
+            self._persist(fd, cursor_path, c.name, offset, ts, count, complete)
+            return complete
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _persist(fd: int, cursor_path: Path, container: str, offset: int, ts: int, count: int,
+                 complete: bool) -> None:
+        os.fsync(fd)
+        atomic_write_json(cursor_path, {"container": container, "offset": offset, "ts": ts, "count": count,
+                                        "complete": complete})
+

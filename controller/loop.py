@@ -1,0 +1,275 @@
+"""The running controller: workers on a keyed queue, and the watchers that only say "look again".
+
+Watchers: watchdog on the specs folder (polling when it cannot be watched), the engine's event stream, and a
+periodic resync that catches anything missed. Workers take job names off the queue and call the reconciler; a name
+is never handled by two workers at once. This module knows nothing of job semantics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
+from .containercache import ContainerCache
+from .logcapture import LogCapture
+from .reconciler import Reconciler
+from .runtime.base import Runtime, RuntimeUnavailable
+from .settings import Settings
+from .specsource import SpecSource
+from .status import Event, utcnow
+from .store import DataStore, StoreError
+from .workqueue import WorkQueue
+
+log = structlog.get_logger("opeva.loop")
+
+HEARTBEAT_SECONDS = 2.0
+SCAN_DEBOUNCE = 0.02
+FULL_RESYNC_EVERY = 30  # every Nth resync enqueues every job, settled or not
+
+
+class _SpecEvents(FileSystemEventHandler):
+    def __init__(self, wake: threading.Event):
+        self.wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type != "opened" and event.event_type != "closed_no_write":
+            self.wake.set()
+
+
+class Controller:
+    def __init__(self, settings: Settings, runtime: Runtime):
+        self.settings = settings
+        self.store = DataStore.open(settings.data_dir, settings.specs_dir)
+        self.runtime = runtime
+        self.queue = WorkQueue()
+        self.cache = ContainerCache()
+        self.specs = SpecSource(self.store.specs_dir, self.store.root)
+        self.logs = LogCapture(self.store, runtime, on_complete=self.queue.add)
+        self.reconciler = Reconciler(settings, self.store, runtime, self.specs, self.cache, self.logs,
+                                     enqueue_after=self.queue.add_after)
+        self._stop = threading.Event()
+        self._scan_wake = threading.Event()
+        self._resync_wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._observer = None
+        self._lock = None
+        self._settled: dict[str, tuple] = {}
+        self._settled_lock = threading.Lock()
+        self.docker_ok = False
+        self._outage_since: datetime | None = None
+        self.resync_count = 0
+        self.last_resync_seconds = 0.0
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._lock = self.store.acquire_lock()
+        n = self.reconciler.load_statuses()
+        log.info("controller_starting", data=str(self.store.root), specs=str(self.store.specs_dir), recorded_jobs=n,
+                 workers=self.settings.workers)
+        self.resync(full=True)
+        for i in range(self.settings.workers):
+            self._spawn(self._worker, f"worker-{i}")
+        self._spawn(self._scan_loop, "spec-scanner")
+        self._spawn(self._resync_loop, "resync")
+        self._spawn(self._events_loop, "engine-events")
+        self._spawn(self._recorder_loop, "recorder")
+        self._watch_specs()
+
+    def stop(self) -> None:
+        """Stop the controller, not the jobs: containers keep running and are adopted at the next start."""
+        self._stop.set()
+        self._scan_wake.set()
+        self._resync_wake.set()
+        self.queue.shutdown()
+        if self._observer is not None:
+            self._observer.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._write_index()
+        if self._lock is not None:
+            self._lock.release()
+        log.info("controller_stopped")
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # ---- workers ----------------------------------------------------------------------------------------
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            name = self.queue.get()
+            if name is None:
+                return
+            try:
+                inputs = self._inputs(name)
+                after = self.reconciler.reconcile(name)
+                self.queue.forget(name)
+                with self._settled_lock:
+                    if after is None:
+                        self._settled[name] = inputs
+                    else:
+                        self._settled.pop(name, None)
+                if after is not None:
+                    self.queue.add_after(name, after)
+            except (RuntimeUnavailable, StoreError) as err:
+                delay = self.queue.add_rate_limited(name)
+                log.warning("reconcile_retry", job=name, error=str(err), retry_in=round(delay, 2))
+            except Exception:
+                delay = self.queue.add_rate_limited(name)
+                log.exception("reconcile_failed", job=name, retry_in=round(delay, 2))
+            finally:
+                self.queue.done(name)
+
+    def _inputs(self, name: str) -> tuple:
+        """What a settled job's decision depends on; if none of it changed, a resync can skip the job."""
+        return (self.specs.desired(name), tuple(self.cache.for_job(name)))
+
+    # ---- watchers ---------------------------------------------------------------------------------------
+    def _watch_specs(self) -> None:
+        handler = _SpecEvents(self._scan_wake)
+        if not self.settings.poll_specs:
+            try:
+                obs = Observer()
+                obs.schedule(handler, str(self.store.specs_dir), recursive=True)
+                obs.start()
+                self._observer = obs
+                return
+            except OSError as err:
+                log.warning("specs_watch_unavailable", error=str(err), fallback="polling")
+        obs = PollingObserver(timeout=self.settings.poll_interval)
+        obs.schedule(handler, str(self.store.specs_dir), recursive=True)
+        obs.start()
+        self._observer = obs
+        log.info("specs_polling", interval=self.settings.poll_interval)
+
+    def _scan_loop(self) -> None:
+        while not self._stop.is_set():
+            self._scan_wake.wait()
+            if self._stop.is_set():
+                return
+            for _ in range(10):  # debounce: a burst of file events becomes one scan
+                self._scan_wake.clear()
+                time.sleep(SCAN_DEBOUNCE)
+                if not self._scan_wake.is_set():
+                    break
+            self.scan_specs()
+
+    def scan_specs(self) -> None:
+        result = self.specs.scan()
+        for name in sorted(result.changed):
+            self.queue.add(name)
+        for name in sorted(result.rewritten_same):
+            log.info("spec_unchanged", job=name, message="file saved with identical content; nothing to do")
+            self._record_unchanged(name)
+        if result.unsettled:
+            threading.Timer(0.5, self._scan_wake.set).start()
+
+    def _record_unchanged(self, name: str) -> None:
+        try:
+            if self.reconciler.status(name) is not None:
+                self.store.append_events(name, [Event(time=utcnow(), reason="SpecUnchanged",
+                                                      message="spec saved with identical content; nothing to do")])
+        except StoreError as err:
+            log.warning("event_write_failed", job=name, error=str(err))
+
+    def _resync_loop(self) -> None:
+        while not self._stop.is_set():
+            self._resync_wake.wait(self.settings.resync_seconds)
+            if self._stop.is_set():
+                return
+            self._resync_wake.clear()
+            self.resync(full=self.resync_count % FULL_RESYNC_EVERY == 0)
+
+    def resync(self, full: bool = False) -> None:
+        """Re-read everything and enqueue each job whose inputs changed since it settled (all, when `full`)."""
+        t0 = time.monotonic()
+        self.resync_count += 1
+        self.specs.scan()
+        self.reconciler.daemon_started_at = self.runtime.daemon_started_at()
+        try:
+            listed = self.runtime.list()
+            self.cache.replace_all(listed, t0)
+            self._engine_up()
+        except RuntimeUnavailable as err:
+            self._engine_down(str(err))
+        names = self.specs.names() | self.cache.jobs() | set(self.reconciler.statuses())
+        queued = 0
+        with self._settled_lock:
+            settled = dict(self._settled)
+        for name in sorted(names):
+            if not full and settled.get(name) == self._inputs(name):
+                continue
+            self.queue.add(name)
+            queued += 1
+        self.last_resync_seconds = time.monotonic() - t0
+        log.debug("resync", jobs=len(names), queued=queued, seconds=round(self.last_resync_seconds, 3), full=full)
+
+    def _engine_down(self, error: str) -> None:
+        if self.docker_ok or self._outage_since is None:
+            log.warning("docker_unreachable", error=error)
+        self.docker_ok = False
+        if self._outage_since is None:
+            self._outage_since = utcnow()
+
+    def _engine_up(self) -> None:
+        if self._outage_since is not None:
+            span = (self._outage_since, utcnow())
+            self.reconciler.outages = (self.reconciler.outages + (span,))[-20:]
+            log.info("docker_reachable", outage_seconds=round((span[1] - span[0]).total_seconds(), 1))
+            self._outage_since = None
+        self.docker_ok = True
+
+    def _events_loop(self) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                stream = self.runtime.events()
+                if not self.docker_ok:
+                    self._engine_up()
+                    self._resync_wake.set()  # pick up all that was missed while the engine was away
+                delay = 1.0
+                for ev in stream:
+                    if self._stop.is_set():
+                        return
+                    if ev.action == "destroy":
+                        self.cache.drop(ev.container)
+                    else:
+                        info = self.runtime.inspect(ev.container)
+                        if info is not None:
+                            self.cache.update(info)
+                    if ev.job:
+                        self.queue.add(ev.job)
+                self._engine_down("event stream ended")
+            except Exception as err:
+                self._engine_down(str(err))
+            self._stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _recorder_loop(self) -> None:
+        """Heartbeat for /health, and the derived job_track.json index, rewritten at most every 2 s."""
+        while not self._stop.is_set():
+            try:
+                if self.reconciler.index_dirty.is_set():
+                    self._write_index()
+                phases = Counter(s.phase for s in self.reconciler.statuses().values())
+                self.store.write_heartbeat({"docker": self.docker_ok, "phases": dict(phases),
+                                            "queue": len(self.queue)})
+            except StoreError as err:
+                log.warning("record_write_failed", error=str(err))
+            self._stop.wait(HEARTBEAT_SECONDS)
+
+    def _write_index(self) -> None:
+        self.reconciler.index_dirty.clear()
+        try:
+            self.store.write_job_track(self.reconciler.statuses())
+        except StoreError as err:
+            self.reconciler.index_dirty.set()
+            log.warning("index_write_failed", error=str(err))

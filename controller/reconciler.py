@@ -1,0 +1,252 @@
+"""Reconcile one job: observe, decide, record, act. The thin layer around the pure `decide`.
+
+`reconcile(name)` is controller-runtime's `Reconcile(request) -> Result`: the key goes in, "look again in N seconds"
+comes out. Intent is written before acting: the new status (say, "attempt 3 is being created as container X") is on
+disk before Docker is asked to create X, so a crash between the two is resolved by the next reconcile.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import structlog
+
+from .containercache import ContainerCache
+from .decide import (
+    LABEL_RUN_ID,
+    Create,
+    Decision,
+    Desired,
+    Facts,
+    Observed,
+    Remove,
+    Start,
+    Stop,
+    decide,
+    fail_attempt_start,
+    run_key,
+)
+from .logcapture import LABEL_LOG_CAPTURE, LogCapture
+from .runtime.base import (
+    LABEL_ATTEMPT,
+    LABEL_GENERATION,
+    LABEL_JOB,
+    LABEL_MANAGED,
+    LABEL_RUN,
+    ContainerRequest,
+    CreateRejected,
+    ImageMissing,
+    Mount,
+    NameConflict,
+    Runtime,
+)
+from .settings import Settings
+from .status import JobStatus, utcnow
+from .store import DataStore
+
+log = structlog.get_logger("opeva.reconcile")
+
+
+def host_boot_time() -> datetime | None:
+    try:
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        return datetime.fromtimestamp(btime, timezone.utc)
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+class Reconciler:
+    def __init__(self, settings: Settings, store: DataStore, runtime: Runtime, specs, cache: ContainerCache,
+                 logs: LogCapture, enqueue_after):
+        self.settings = settings
+        self.store = store
+        self.runtime = runtime
+        self.specs = specs
+        self.cache = cache
+        self.logs = logs
+        self.enqueue_after = enqueue_after
+        self.boot_time = host_boot_time()
+        self.daemon_started_at: datetime | None = None
+        self.outages: tuple[tuple[datetime, datetime], ...] = ()
+        self.host_data = Path(settings.host_data_dir or store.root)
+        self._statuses: dict[str, JobStatus] = {}
+        self._status_lock = threading.Lock()
+        self._stopping: set[str] = set()
+        self._stopping_lock = threading.Lock()
+        self.index_dirty = threading.Event()
+
+    # ---- recorded state ---------------------------------------------------------------------------------
+    def load_statuses(self) -> int:
+        loaded = {}
+        for name in self.store.recorded_jobs():
+            st = self.store.read_status(name)
+            if st is not None:
+                loaded[name] = st
+        with self._status_lock:
+            self._statuses = loaded
+        self.index_dirty.set()
+        return len(loaded)
+
+    def statuses(self) -> dict[str, JobStatus]:
+        with self._status_lock:
+            return dict(self._statuses)
+
+    def status(self, name: str) -> JobStatus | None:
+        with self._status_lock:
+            return self._statuses.get(name)
+
+    def _save(self, old: JobStatus | None, decision: Decision) -> None:
+        new = decision.status
+        if new is None:
+            return
+        if old is not None:
+            new.updatedAt = old.updatedAt
+            if new == old and not decision.events:
+                return
+        new.updatedAt = utcnow()
+        if decision.events:
+            self.store.ensure_job_dirs(new.name)
+            self.store.append_events(new.name, decision.events)
+            for e in decision.events:
+                log.info(e.reason, job=new.name, attempt=e.attempt, message=e.message, type=e.type)
+        if new != old:
+            self.store.write_status(new)
+            with self._status_lock:
+                self._statuses[new.name] = new
+            self.index_dirty.set()
+
+    # ---- one reconcile ----------------------------------------------------------------------------------
+    def facts(self) -> Facts:
+        return Facts(now=utcnow(), boot_time=self.boot_time, daemon_started_at=self.daemon_started_at,
+                     outages=self.outages, keep_finished_containers=self.settings.keep_finished_containers)
+
+    def observe(self, name: str, recorded: JobStatus | None) -> Observed:
+        containers = self.cache.for_job(name)
+        current = recorded.containerName if recorded else None
+        if current and current not in {c.name for c in containers}:
+            # before concluding the attempt's container vanished, ask the engine rather than a cache that may lag
+            info = self.runtime.inspect(current)
+            if info is not None:
+                self.cache.update(info)
+                containers = self.cache.for_job(name)
+        for c in containers:
+            self.logs.ensure(c)
+        complete = frozenset(c.name for c in containers if c.exited and self.logs.is_complete(c))
+        return Observed(containers=tuple(containers), logs_complete=complete,
+                        progress_at=_mtime(self.store.progress_path(name)) if recorded else None)
+
+    def reconcile(self, name: str) -> float | None:
+        desired = self.specs.desired(name)
+        recorded = self.status(name)
+        if recorded is None and not desired.exists and not self.cache.for_job(name):
+            return None
+        observed = self.observe(name, recorded)
+        decision = decide(desired, observed, recorded, self.facts())
+        self._save(recorded, decision)
+        requeue = decision.requeue_after
+        for action in decision.actions:
+            if isinstance(action, Create):
+                after = self._create(desired, decision.status, action)
+                requeue = after if requeue is None else min(requeue, after)
+            elif isinstance(action, Start):
+                self.runtime.start(action.container)
+                self._refresh(action.container)
+            elif isinstance(action, Stop):
+                self._stop_async(name, action)
+            elif isinstance(action, Remove):
+                self.runtime.remove(action.container)
+                self.cache.drop(action.container)
+                self.logs.forget(action.container)
+                log.info("container_removed", job=name, container=action.container)
+        return requeue
+
+    # ---- actions ----------------------------------------------------------------------------------------
+    def _refresh(self, container: str) -> None:
+        info = self.runtime.inspect(container)
+        if info is None:
+            self.cache.drop(container)
+        else:
+            self.cache.update(info)
+
+    def _create(self, desired: Desired, status: JobStatus, action: Create) -> float:
+        m = desired.manifest
+        assert m is not None
+        self.store.ensure_job_dirs(m.name)
+        try:
+            self.runtime.ensure_image(m.spec.image)
+            info = self.runtime.create_and_start(self.container_request(m, status, action))
+        except NameConflict:
+            self._refresh(action.container)  # created by an earlier try: adopt it
+            return 0.0
+        except (ImageMissing, CreateRejected) as err:
+            reason = "ImageNotFound" if isinstance(err, ImageMissing) else "CreateFailed"
+            self._save(status, fail_attempt_start(status, reason, str(err), utcnow()))
+            self._remove_unstarted(action.container)
+            return 0.0
+        self.cache.update(info)
+        # record the container id at once: a container removed before the next look is then known to have existed
+        updated = status.model_copy(update={"containerId": info.id})
+        self._save(status, Decision(updated))
+        log.info("container_created", job=m.name, container=info.name, attempt=action.attempt, state=info.state)
+        return 0.0
+
+    def _remove_unstarted(self, container: str) -> None:
+        info = self.runtime.inspect(container)
+        if info is not None and info.state == "created":
+            self.runtime.remove(container)
+        self.cache.drop(container)
+
+    def container_request(self, m, status: JobStatus, action: Create) -> ContainerRequest:
+        spec = m.spec
+        name = m.name
+        generation = m.generation
+        labels = {**m.metadata.labels, LABEL_MANAGED: "true", LABEL_JOB: name, LABEL_GENERATION: generation,
+                  LABEL_ATTEMPT: str(action.attempt), LABEL_RUN: run_key(generation, spec.runId)}
+        if spec.runId:
+            labels[LABEL_RUN_ID] = spec.runId
+        if not spec.logCapture:
+            labels[LABEL_LOG_CAPTURE] = "false"
+        job_dir = f"/data/jobs/{name}"
+        env = {**spec.env, "OPEVA_JOB_ID": name, "OPEVA_JOB_DIR": job_dir, "OPEVA_ATTEMPT": str(action.attempt)}
+        if spec.configFile:
+            env["OPEVA_CONFIG"] = f"/data/{spec.configFile}"
+        host_job = self.host_data / "jobs" / name
+        mounts = [Mount(str(self.host_data), "/data", True)] + [
+            Mount(str(host_job / sub), f"{job_dir}/{sub}", False) for sub in ("progress", "results", "logs", "outputs")]
+        return ContainerRequest(
+            name=action.container, image=spec.image, labels=labels, env=env, mounts=tuple(mounts),
+            entrypoint=spec.command, command=spec.args, working_dir=spec.workingDir,
+            network=spec.network or self.settings.default_network, cpus=spec.resources.cpus,
+            memory=spec.resources.memory_bytes, stop_grace=spec.terminationGracePeriodSeconds)
+
+    def _stop_async(self, name: str, action: Stop) -> None:
+        """Stops wait out a grace period, so they run beside the workers; one at a time per container."""
+        with self._stopping_lock:
+            if action.container in self._stopping:
+                return
+            self._stopping.add(action.container)
+
+        def run() -> None:
+            try:
+                log.info("container_stopping", job=name, container=action.container, reason=action.reason,
+                         grace=action.grace)
+                self.runtime.stop(action.container, action.grace)
+                self._refresh(action.container)
+            except Exception as err:
+                log.warning("stop_failed", job=name, container=action.container, error=str(err))
+            finally:
+                with self._stopping_lock:
+                    self._stopping.discard(action.container)
+                self.enqueue_after(name, 0)
+
+        threading.Thread(target=run, name=f"stop-{action.container}", daemon=True).start()
+
+
+def _mtime(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    except OSError:
+        return None

@@ -1,0 +1,139 @@
+"""The one small interface between the controller and a container engine.
+
+Everything the reconciler knows about containers arrives as `ContainerInfo`; everything it asks of the engine goes
+through `Runtime`. A Swarm runtime can sit beside the Docker one by implementing the same methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterator, Protocol
+
+LABEL_JOB = "opeva.job"
+LABEL_GENERATION = "opeva.generation"
+LABEL_ATTEMPT = "opeva.attempt"
+LABEL_RUN = "opeva.run"
+LABEL_MANAGED = "opeva.managed"
+
+
+class EngineError(Exception):
+    """Base of runtime errors."""
+
+
+class RuntimeUnavailable(EngineError):
+    """The engine does not answer; retried with backoff, never recorded as the job's failure."""
+
+
+class ImageMissing(EngineError):
+    """The image is not local and could not be pulled."""
+
+
+class NameConflict(EngineError):
+    """A container with this attempt's name already exists: someone created it first, so adopt it."""
+
+
+class CreateRejected(EngineError):
+    """The engine refused the container definition (bad network, bad mount, bad option)."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # a path on the engine's host
+    target: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class ContainerRequest:
+    name: str
+    image: str
+    labels: dict[str, str]
+    env: dict[str, str]
+    mounts: tuple[Mount, ...] = ()
+    entrypoint: list[str] | None = None
+    command: list[str] | None = None
+    working_dir: str | None = None
+    network: str | None = None
+    cpus: float | None = None
+    memory: int | None = None
+    gpu_ids: tuple[str, ...] = ()
+    stop_grace: int = 30
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    job: str
+    generation: str
+    run: str
+    attempt: int
+    state: str  # created | running | paused | restarting | removing | exited | dead
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str = ""
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "paused", "restarting")
+
+    @property
+    def exited(self) -> bool:
+        return self.state in ("exited", "dead")
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    job: str
+    action: str
+    container: str
+
+
+class Runtime(Protocol):
+    def ping(self) -> bool: ...
+
+    def daemon_started_at(self) -> datetime | None: ...
+
+    def list(self) -> list[ContainerInfo]: ...
+
+    def inspect(self, name: str) -> ContainerInfo | None: ...
+
+    def ensure_image(self, image: str) -> None: ...
+
+    def create_and_start(self, req: ContainerRequest) -> ContainerInfo: ...
+
+    def start(self, name: str) -> None: ...
+
+    def stop(self, name: str, grace: int) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def events(self) -> Iterator[EngineEvent]: ...
+
+    def logs(self, name: str, since: float | None) -> Iterator[bytes]: ...
+
+
+def parse_engine_time(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 times with nanoseconds; the zero time means 'never'."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    value = value.rstrip("Z")
+    if "." in value:
+        head, frac = value.split(".", 1)
+        frac = "".join(ch for ch in frac if ch.isdigit())[:6]
+        value = f"{head}.{frac}"
+    if "+" in value[10:]:
+        value = value[: 10 + value[10:].index("+")]
+    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+
+
+def timestamp_ns(value: str) -> int:
+    """Exact nanoseconds since the epoch from a Docker log timestamp, for cursor comparisons."""
+    head, _, frac = value.rstrip("Z").partition(".")
+    base = datetime.fromisoformat(head).replace(tzinfo=timezone.utc)
+    return int(base.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)

@@ -1,0 +1,202 @@
+"""The Docker runtime, on the `docker` SDK. The only module that talks to the Docker engine."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import docker
+import requests
+from docker import errors as derr
+from docker.types import DeviceRequest
+from docker.types import Mount as DockerMount
+
+from .base import (
+    LABEL_ATTEMPT,
+    LABEL_GENERATION,
+    LABEL_JOB,
+    LABEL_MANAGED,
+    LABEL_RUN,
+    ContainerInfo,
+    ContainerRequest,
+    CreateRejected,
+    EngineEvent,
+    ImageMissing,
+    NameConflict,
+    RuntimeUnavailable,
+    parse_engine_time,
+)
+
+WATCHED_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy", "stop", "kill"})
+_UNAVAILABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, derr.DockerException)
+
+
+def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
+    """ContainerInfo from an inspect (`State` object) or a list entry (`State` string)."""
+    labels = (attrs.get("Config") or {}).get("Labels") or attrs.get("Labels") or {}
+    state = attrs.get("State")
+    name = (attrs.get("Name") or (attrs.get("Names") or ["?"])[0]).lstrip("/")
+    base = dict(id=attrs["Id"], name=name, job=labels.get(LABEL_JOB, ""), generation=labels.get(LABEL_GENERATION, ""),
+                run=labels.get(LABEL_RUN, ""), attempt=int(labels.get(LABEL_ATTEMPT, "0") or 0), labels=labels)
+    if isinstance(state, dict):
+        status = state.get("Status", "")
+        return ContainerInfo(
+            **base, state=status,
+            exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
+            oom_killed=bool(state.get("OOMKilled")), error=state.get("Error") or "",
+            created_at=parse_engine_time(attrs.get("Created")),
+            started_at=parse_engine_time(state.get("StartedAt")),
+            finished_at=parse_engine_time(state.get("FinishedAt")))
+    return ContainerInfo(**base, state=state or "unknown")
+
+
+class DockerRuntime:
+    """Docker behind the `Runtime` interface. Calls time out, and engine errors become our error types."""
+
+    def __init__(self, base_url: str | None = None, timeout: int = 30):
+        kwargs: dict[str, Any] = {"timeout": timeout}
+        self._client = docker.DockerClient(base_url=base_url, **kwargs) if base_url else docker.from_env(**kwargs)
+        self._api = self._client.api
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except derr.APIError:
+            raise
+        except _UNAVAILABLE as err:
+            raise RuntimeUnavailable(f"Docker engine unreachable: {err}") from err
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._api.ping())
+        except Exception:
+            return False
+
+    def daemon_started_at(self) -> datetime | None:
+        """When the local dockerd process started, read from /proc; None when the engine is not local."""
+        try:
+            pid = int(open("/var/run/docker.pid").read().strip())
+            ticks = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])
+            btime = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+            return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), timezone.utc)
+        except (OSError, ValueError, StopIteration, IndexError):
+            return None
+
+    def list(self) -> list[ContainerInfo]:
+        """All managed containers, fully inspected (exit codes and times need the inspect form)."""
+        summaries = self._call(self._api.containers, all=True, filters={"label": LABEL_MANAGED})
+        out = []
+        for s in summaries:
+            info = self.inspect(s["Id"])
+            if info is not None:
+                out.append(info)
+        return out
+
+    def inspect(self, name: str) -> ContainerInfo | None:
+        try:
+            return _to_info(self._call(self._api.inspect_container, name))
+        except derr.NotFound:
+            return None
+        except derr.APIError as err:
+            raise RuntimeUnavailable(f"inspect {name}: {err.explanation or err}") from err
+
+    def ensure_image(self, image: str) -> None:
+        """Use the local image when present; pull it otherwise."""
+        try:
+            self._call(self._api.inspect_image, image)
+            return
+        except derr.ImageNotFound:
+            pass
+        except derr.APIError as err:
+            raise RuntimeUnavailable(f"inspect image {image}: {err.explanation or err}") from err
+        repo, tag = _split_image(image)
+        try:
+            self._call(self._api.pull, repo, tag=tag)
+        except derr.APIError as err:
+            raise ImageMissing(f"image {image} is not present locally and could not be pulled: "
+                               f"{err.explanation or err}") from err
+
+    def create_and_start(self, req: ContainerRequest) -> ContainerInfo:
+        host_config = self._api.create_host_config(
+            mounts=[DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
+                    for m in req.mounts],
+            network_mode=req.network,
+            nano_cpus=int(req.cpus * 1e9) if req.cpus else None,
+            mem_limit=req.memory,
+            device_requests=[DeviceRequest(driver="nvidia", device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
+            if req.gpu_ids else None,
+        )
+        try:
+            created = self._call(
+                self._api.create_container, req.image, name=req.name, command=req.command,
+                entrypoint=req.entrypoint, environment=req.env, working_dir=req.working_dir, labels=req.labels,
+                host_config=host_config, stop_timeout=req.stop_grace, detach=True)
+        except derr.APIError as err:
+            if err.status_code == 409:
+                raise NameConflict(req.name) from err
+            if err.status_code in (400, 404):
+                raise CreateRejected(f"Docker refused the container: {err.explanation or err}") from err
+            raise RuntimeUnavailable(f"create {req.name}: {err.explanation or err}") from err
+        self.start(created["Id"])
+        info = self.inspect(created["Id"])
+        if info is None:
+            raise RuntimeUnavailable(f"container {req.name} vanished right after start")
+        return info
+
+    def start(self, name: str) -> None:
+        try:
+            self._call(self._api.start, name)
+        except derr.APIError as err:
+            if err.status_code in (400, 404, 500) and "already started" not in str(err):
+                raise CreateRejected(f"Docker could not start {name}: {err.explanation or err}") from err
+
+    def stop(self, name: str, grace: int) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; an already stopped or removed container is fine."""
+        try:
+            self._call(self._api.stop, name, timeout=grace)
+        except derr.NotFound:
+            pass
+        except derr.APIError as err:
+            if err.status_code != 304:
+                raise RuntimeUnavailable(f"stop {name}: {err.explanation or err}") from err
+
+    def remove(self, name: str) -> None:
+        try:
+            self._call(self._api.remove_container, name, force=True)
+        except derr.NotFound:
+            pass
+        except derr.APIError as err:
+            if err.status_code != 409:  # removal already in progress
+                raise RuntimeUnavailable(f"remove {name}: {err.explanation or err}") from err
+
+    def events(self) -> Iterator[EngineEvent]:
+        """Container events of managed containers; ends (or raises) when the engine goes away."""
+        stream = self._call(self._api.events, decode=True,
+                            filters={"type": "container", "label": LABEL_MANAGED})
+        for ev in stream:
+            action = (ev.get("Action") or ev.get("status") or "").split(":")[0]
+            if action not in WATCHED_ACTIONS:
+                continue
+            attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+            yield EngineEvent(job=attrs.get(LABEL_JOB, ""), action=action, container=attrs.get("name", ""))
+
+    def logs(self, name: str, since: float | None) -> Iterator[bytes]:
+        """Timestamped stdout+stderr frames, following until the container stops."""
+        kwargs: dict[str, Any] = dict(stdout=True, stderr=True, stream=True, follow=True, timestamps=True)
+        if since:
+            kwargs["since"] = since
+        try:
+            yield from self._call(self._api.logs, name, **kwargs)
+        except derr.NotFound:
+            return
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    if "@" in image:
+        return image, None
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = image.rsplit(":", 1)
+        return repo, tag
+    return image, "latest"

@@ -1,0 +1,43 @@
+"""Controller settings: command-line flags over environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    specs_dir: Path | None = None
+    host_data_dir: Path | None = None  # the data folder's path on the Docker host, when we run in a container
+    workers: int = 4
+    resync_seconds: float = 10.0
+    default_network: str | None = None  # Docker's default network when None
+    keep_finished_containers: bool = False
+    poll_specs: bool = False  # poll the specs folder instead of inotify (network shares)
+    poll_interval: float = 2.0
+    docker_url: str | None = None
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        values = dict(
+            data_dir=Path(env.get("OPEVA_DATA", "./opeva-data")),
+            specs_dir=Path(env["OPEVA_SPECS"]) if env.get("OPEVA_SPECS") else None,
+            host_data_dir=Path(env["OPEVA_HOST_DATA"]) if env.get("OPEVA_HOST_DATA") else None,
+            workers=int(env.get("OPEVA_WORKERS", "4")),
+            resync_seconds=float(env.get("OPEVA_RESYNC_SECONDS", "10")),
+            default_network=env.get("OPEVA_NETWORK") or None,
+            keep_finished_containers=_env_bool("OPEVA_KEEP_FINISHED_CONTAINERS", False),
+            poll_specs=_env_bool("OPEVA_POLL_SPECS", False),
+            docker_url=env.get("DOCKER_HOST") or None,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

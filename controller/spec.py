@@ -1,0 +1,301 @@
+"""Job specs: the pydantic model, file loading and the generation hash.
+
+The same code validates a dropped file, an API request and `opeva apply`, so a spec is accepted or
+rejected identically wherever it comes from. Unknown fields are errors: a typo must not be silently
+ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_NAME = 63
+MAX_SPEC_BYTES = 1024 * 1024
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+# Fields that steer a job without redefining it: changing them never makes a new generation.
+CONTROL_FIELDS = frozenset({"suspend", "runId", "ttlSecondsAfterFinished", "priority", "queue"})
+_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(|k|ki|m|mi|g|gi|t|ti|b)$", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 10**3, "ki": 2**10, "m": 10**6, "mi": 2**20, "g": 10**9, "gi": 2**30,
+                 "t": 10**12, "ti": 2**40}
+
+DnsName = Annotated[str, StringConstraints(max_length=MAX_NAME, pattern=NAME_RE.pattern)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def parse_memory(value: str | int) -> int:
+    """Bytes from `4Gi`, `512M`, `1000000`; Kubernetes and Docker suffixes both accepted."""
+    if isinstance(value, int):
+        return value
+    match = _MEMORY_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"memory {value!r} is not a quantity like 512Mi, 4Gi or 1000000")
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
+
+
+class Metadata(_Strict):
+    name: DnsName
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _no_reserved_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        reserved = [k for k in labels if k.startswith("opeva.")]
+        if reserved:
+            raise ValueError(f"label keys starting with 'opeva.' are reserved: {', '.join(sorted(reserved))}")
+        return labels
+
+
+class Resources(_Strict):
+    cpus: float | None = Field(default=None, gt=0)
+    memory: str | int | None = None
+    gpus: int | None = Field(default=None, ge=0)
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _int_cpus(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("memory")
+    @classmethod
+    def _valid_memory(cls, v: str | int | None) -> str | int | None:
+        if v is not None and parse_memory(v) <= 0:
+            raise ValueError("memory must be positive")
+        return v
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return None if self.memory is None else parse_memory(self.memory)
+
+
+class Backoff(_Strict):
+    initialSeconds: float = Field(default=10.0, gt=0)
+    maxSeconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("initialSeconds", "maxSeconds", mode="before")
+    @classmethod
+    def _int_ok(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class FailureRule(_Strict):
+    action: Literal["FailJob", "Ignore", "Count"]
+    exitCodes: list[int] | None = None
+    oomKilled: bool | None = None
+
+
+class MlflowSpec(_Strict):
+    experiment: str | None = None
+    runName: str | None = None
+    enabled: bool = True
+
+
+class JobSpec(_Strict):
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    workingDir: str | None = None
+    configFile: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    restartPolicy: Literal["Never", "OnFailure"] = "Never"
+    backoffLimit: int | None = Field(default=None, ge=0)
+    backoff: Backoff = Field(default_factory=Backoff)
+    failurePolicy: list[FailureRule] = Field(default_factory=list)
+    interruptionPolicy: Literal["Restart", "Fail"] = "Restart"
+    activeDeadlineSeconds: int | None = Field(default=None, gt=0)
+    progressDeadlineSeconds: int | None = Field(default=None, gt=0)
+    terminationGracePeriodSeconds: int = Field(default=30, ge=0)
+    ttlSecondsAfterFinished: int | None = Field(default=None, ge=0)
+    suspend: bool = False
+    runId: str | None = None
+    priority: int = 0
+    queue: str | None = None
+    network: str | None = None
+    mlflow: MlflowSpec | None = None
+    logCapture: bool = True
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"invalid environment variable names: {', '.join(bad)}")
+        return env
+
+    @field_validator("configFile")
+    @classmethod
+    def _relative_config(cls, v: str | None) -> str | None:
+        if v is not None and (v.startswith("/") or ".." in Path(v).parts):
+            raise ValueError("configFile must be a path relative to the data folder, without '..'")
+        return v
+
+    @property
+    def effective_backoff_limit(self) -> int:
+        if self.backoffLimit is not None:
+            return self.backoffLimit
+        return 3 if self.restartPolicy == "OnFailure" else 0
+
+
+class JobManifest(_Strict):
+    apiVersion: Literal["opeva/v1"]
+    kind: Literal["Job"]
+    metadata: Metadata
+    spec: JobSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def generation(self) -> str:
+        return generation_hash(self)
+
+    def to_document(self) -> dict[str, Any]:
+        """The manifest as a plain dict without defaults, suitable for writing back to a file."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def generation_hash(manifest: JobManifest) -> str:
+    """Hash of the run-defining part of a spec: equal specs always hash equal, control fields excluded.
+
+    Defaults are filled in first, so writing `restartPolicy: Never` explicitly does not rerun a job.
+    Labels are excluded too: relabelling a job does not run it again.
+    """
+    spec = manifest.spec.model_dump(mode="json", exclude=set(CONTROL_FIELDS))
+    canonical = json.dumps({"name": manifest.metadata.name, "spec": spec}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class SpecError(Exception):
+    """A spec that cannot be used; the message names the file, field and problem."""
+
+    def __init__(self, message: str, name: str | None = None):
+        super().__init__(message)
+        self.name = name
+
+
+def format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(document)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def _name_hint(doc: Any) -> str | None:
+    if isinstance(doc, dict):
+        meta = doc.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("name"), str) and is_valid_name(meta["name"]):
+            return meta["name"]
+    return None
+
+
+def parse_document(doc: Any, source: str = "request") -> JobManifest:
+    """Validate an already-decoded spec document."""
+    if not isinstance(doc, dict):
+        raise SpecError(f"{source}: a spec must be a mapping with apiVersion, kind, metadata and spec")
+    try:
+        return JobManifest.model_validate(doc)
+    except ValidationError as err:
+        raise SpecError(f"{source}: {format_validation_error(err)}", name=_name_hint(doc)) from None
+
+
+def parse_text(text: str | bytes, source: str = "request", fmt: str = "yaml") -> JobManifest:
+    """Decode YAML or JSON text and validate it. JSON is a subset of YAML, but JSON files get JSON errors."""
+    if isinstance(text, bytes):
+        if b"\x00" in text:
+            raise SpecError(f"{source}: binary content, not a YAML or JSON spec")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SpecError(f"{source}: not UTF-8 text") from None
+    try:
+        if fmt == "json":
+            doc = json.loads(text)
+        else:
+            docs = [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+                    if d is not None]
+            if len(docs) > 1:
+                raise SpecError(f"{source}: holds {len(docs)} documents; one job per file")
+            doc = docs[0] if docs else None
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise SpecError(f"{source}: cannot parse {fmt.upper()}: {str(err).splitlines()[0] if str(err) else err}") from None
+    if doc is None:
+        raise SpecError(f"{source}: empty file")
+    return parse_document(doc, source)
+
+
+def is_valid_name(name: str) -> bool:
+    return len(name) <= MAX_NAME and bool(NAME_RE.match(name))
+
+
+def name_from_stem(path: Path) -> str:
+    """A DNS-safe job name for a file whose content names no job (the contract: record under the stem)."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:MAX_NAME].strip("-")
+    return stem or "invalid-spec"
+
+
+def is_spec_file(rel: Path) -> bool:
+    """Hidden files and folders, editor swap/backup files and temp files are never specs."""
+    if any(part.startswith(".") for part in rel.parts):
+        return False
+    name = rel.name
+    if name.endswith("~") or name.endswith((".swp", ".swx", ".tmp")) or (name.startswith("#") and name.endswith("#")):
+        return False
+    return name.endswith(SPEC_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """One spec file's outcome: a manifest, or an error recorded under `name`."""
+
+    path: Path
+    name: str
+    manifest: JobManifest | None = None
+    error: str | None = None
+
+
+def load_spec_file(path: Path, root: Path) -> LoadedSpec:
+    """Read one spec file safely: size-capped, no symlinks out of the folder, never raises."""
+    rel = path.relative_to(root)
+    fallback = name_from_stem(path)
+    try:
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(root.resolve()):
+            return LoadedSpec(path, fallback, error=f"{rel}: symlink points outside the specs folder")
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return LoadedSpec(path, fallback, error=f"{rel}: not a regular file")
+            if st.st_size > MAX_SPEC_BYTES:
+                return LoadedSpec(path, fallback,
+                                  error=f"{rel}: file is {st.st_size} bytes; specs are limited to {MAX_SPEC_BYTES}")
+            data = os.read(fd, MAX_SPEC_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        return LoadedSpec(path, fallback, error=f"{rel}: cannot read: {err.strerror or err}")
+    try:
+        manifest = parse_text(data, str(rel), "json" if path.suffix == ".json" else "yaml")
+    except SpecError as err:
+        return LoadedSpec(path, err.name or fallback, error=str(err))
+    return LoadedSpec(path, manifest.name, manifest=manifest)
+

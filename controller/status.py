@@ -1,0 +1,122 @@
+"""The status.json model: phases, reasons, conditions and the attempt ledger.
+
+Only the controller writes status. It is also the controller's memory between restarts: intent (the attempt about
+to be created, the stop about to be sent) is written here before acting, so a crash at any instant is resolved by
+reading this file next to the containers Docker still has.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Stopped"]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+
+# The seed's lowercase words, for its /status endpoint and job_track.json.
+SEED_STATUS = {"Pending": "queued", "Running": "running", "Succeeded": "finished", "Failed": "failed",
+               "Stopped": "stopped"}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class _Model(BaseModel):
+    # Unknown keys are ignored on read so an older controller can read a newer file.
+    model_config = ConfigDict(extra="ignore")
+
+
+class Condition(_Model):
+    type: str
+    status: Literal["True", "False", "Unknown"] = "True"
+    reason: str | None = None
+    message: str | None = None
+    lastTransitionTime: datetime
+
+
+class AttemptRecord(_Model):
+    """One finished attempt, kept in status so each run's history outlives its containers."""
+
+    attempt: int
+    generation: str
+    runId: str | None = None
+    containerName: str
+    startedAt: datetime | None = None
+    finishedAt: datetime | None = None
+    exitCode: int | None = None
+    outcome: str  # Succeeded | Failed | Interrupted | Stopped | Ignored
+    reason: str | None = None
+    counted: bool = False  # counted against backoffLimit
+
+
+class StopIntent(_Model):
+    """A stop we asked for, so the container's exit is attributed to us, not to the job or the machine."""
+
+    containerName: str
+    reason: str
+    requestedAt: datetime
+
+
+class JobStatus(_Model):
+    name: str
+    phase: Phase = "Pending"
+    reason: str | None = None
+    message: str | None = None
+    observedGeneration: str | None = None
+    runId: str | None = None
+    attempts: int = 0
+    failures: int = 0
+    exitCode: int | None = None
+    containerName: str | None = None
+    containerId: str | None = None
+    submittedAt: datetime | None = None
+    startedAt: datetime | None = None
+    finishedAt: datetime | None = None
+    updatedAt: datetime | None = None
+    nextAttemptAt: datetime | None = None
+    activeSeconds: float = 0.0  # deadline clock: time spent not suspended, up to activeSince
+    activeSince: datetime | None = None
+    stopping: StopIntent | None = None
+    specFile: str | None = None  # relative to the specs folder, so the API can rewrite control fields
+    labels: dict[str, str] = Field(default_factory=dict)
+    conditions: list[Condition] = Field(default_factory=list)
+    history: list[AttemptRecord] = Field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    def recorded(self, container_name: str) -> bool:
+        return any(h.containerName == container_name for h in self.history)
+
+    def set_condition(self, type_: str, status: str, reason: str | None, message: str | None, now: datetime) -> None:
+        """Upsert a condition; lastTransitionTime moves only when its status flips."""
+        for i, c in enumerate(self.conditions):
+            if c.type == type_:
+                moved = c.status != status
+                self.conditions[i] = Condition(type=type_, status=status, reason=reason, message=message,
+                                               lastTransitionTime=now if moved else c.lastTransitionTime)
+                return
+        self.conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
+                                         lastTransitionTime=now))
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+class Event(_Model):
+    """One line of events.jsonl."""
+
+    time: datetime
+    type: Literal["Normal", "Warning"] = "Normal"
+    reason: str
+    message: str
+    attempt: int | None = None
+    generation: str | None = None

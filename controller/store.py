@@ -1,0 +1,247 @@
+"""The data folder: paths, atomic writes, events, the derived index and the controller lock.
+
+This is the only code that writes job records. Every JSON record is written temp + fsync + rename, so a reader (the
+API, a user, a controller restarted after a crash) sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import structlog
+
+from .spec import is_valid_name
+from .status import SEED_STATUS, Event, JobStatus, iso, utcnow
+
+log = structlog.get_logger("opeva.store")
+
+JOB_SUBDIRS = ("logs", "progress", "results", "outputs")
+
+
+class StoreError(Exception):
+    """A write to the data folder failed (disk full, permissions); the message says which file and why."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash leaves either the old or the new content."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise StoreError(f"cannot write {path}: {err.strerror or err}") from err
+    _fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> Any | None:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+class LockHeld(Exception):
+    """Another controller owns this data folder."""
+
+
+@dataclass
+class DataStore:
+    """Paths and records of one data folder."""
+
+    root: Path
+    specs_dir: Path
+
+    @classmethod
+    def open(cls, root: Path | str, specs_dir: Path | str | None = None) -> "DataStore":
+        root = Path(root).absolute()
+        specs = Path(specs_dir).absolute() if specs_dir else root / "specs"
+        for d in (root, specs, root / "jobs", root / ".opeva"):
+            d.mkdir(parents=True, exist_ok=True)
+        return cls(root, specs)
+
+    # ---- paths -------------------------------------------------------------------------------------------
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".opeva"
+
+    def job_dir(self, name: str) -> Path:
+        if not is_valid_name(name):  # names are DNS labels, so a path can never leave jobs/
+            raise ValueError(f"invalid job name {name!r}")
+        return self.jobs_dir / name
+
+    def status_path(self, name: str) -> Path:
+        return self.job_dir(name) / "status.json"
+
+    def log_path(self, name: str, capture: bool = True) -> Path:
+        return self.job_dir(name) / "logs" / (f"{name}.log" if capture else f"{name}.stdout.log")
+
+    def progress_path(self, name: str) -> Path:
+        return self.job_dir(name) / "progress" / "progress.json"
+
+    def ensure_job_dirs(self, name: str) -> Path:
+        d = self.job_dir(name)
+        for sub in JOB_SUBDIRS:
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        return d
+
+    # ---- records -----------------------------------------------------------------------------------------
+    def read_status(self, name: str) -> JobStatus | None:
+        data = read_json(self.status_path(name))
+        if not isinstance(data, dict):
+            return None
+        try:
+            return JobStatus.model_validate(data)
+        except ValueError:
+            log.warning("status_unreadable", job=name)
+            return None
+
+    def write_status(self, status: JobStatus) -> None:
+        self.ensure_job_dirs(status.name)
+        atomic_write_json(self.status_path(status.name), status.model_dump(mode="json"))
+
+    def write_job_info(self, name: str, info: dict[str, Any]) -> None:
+        path = self.job_dir(name) / "job_info.json"
+        current = read_json(path) or {}
+        merged = {**current, **info}
+        if merged != current:
+            atomic_write_json(path, merged)
+
+    def append_events(self, name: str, events: list[Event]) -> None:
+        """Append whole lines with one write, so concurrent readers never see a partial line."""
+        if not events:
+            return
+        data = "".join(json.dumps(e.model_dump(mode="json"), separators=(",", ":")) + "\n" for e in events)
+        path = self.job_dir(name) / "events.jsonl"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data.encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise StoreError(f"cannot append to {path}: {err.strerror or err}") from err
+
+    def read_events(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        path = self.job_dir(name) / "events.jsonl"
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines[-limit:] if limit else lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a full disk is skipped, not fatal
+        return out
+
+    def recorded_jobs(self) -> Iterator[str]:
+        try:
+            with os.scandir(self.jobs_dir) as it:
+                for entry in it:
+                    if entry.is_dir() and is_valid_name(entry.name):
+                        yield entry.name
+        except FileNotFoundError:
+            return
+
+    def remove_job_record(self, name: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.job_dir(name), ignore_errors=True)
+
+    # ---- index and heartbeat -----------------------------------------------------------------------------
+    def write_job_track(self, statuses: dict[str, JobStatus]) -> None:
+        """The seed's index, derived from the per-job records: it can always be rebuilt, so it is never the truth."""
+        track = {
+            name: {
+                "job_id": name,
+                "container_id": s.containerId,
+                "container_name": s.containerName,
+                "status": SEED_STATUS.get(s.phase, s.phase.lower()),
+                "phase": s.phase,
+                "reason": s.reason,
+                "attempts": s.attempts,
+                "labels": s.labels,
+                "updated_at": iso(s.updatedAt),
+            }
+            for name, s in sorted(statuses.items())
+        }
+        atomic_write_json(self.root / "job_track.json", track)
+
+    def write_heartbeat(self, info: dict[str, Any]) -> None:
+        atomic_write_json(self.state_dir / "heartbeat.json", {"time": iso(utcnow()), "pid": os.getpid(), **info})
+
+    # ---- the controller lock -----------------------------------------------------------------------------
+    def acquire_lock(self) -> "ControllerLock":
+        return ControllerLock.acquire(self.state_dir / "controller.lock")
+
+
+class ControllerLock:
+    """An flock on DATA/.opeva/controller.lock; the kernel releases it when the process dies, even by SIGKILL."""
+
+    def __init__(self, fd: int, path: Path):
+        self._fd = fd
+        self.path = path
+
+    @classmethod
+    def acquire(cls, path: Path) -> "ControllerLock":
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = ""
+            try:
+                holder = os.pread(fd, 256, 0).decode(errors="replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockHeld(f"another controller already manages this data folder ({holder or 'unknown holder'}); "
+                               f"lock file: {path}") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        return cls(fd, path)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1

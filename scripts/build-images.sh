@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Build the local images the tests and examples use, when they are missing. No registry is needed:
+#   opeva-test/busybox:latest   busybox-static imported as an image (a second)
+#   opeva-test/python:3.11      debootstrap minbase + python3 (about a minute), only with --python
+#   busybox:1.36                the examples' image: pulled when a registry answers, else the local busybox
+set -euo pipefail
+
+need_python=0
+[ "${1:-}" = "--python" ] && need_python=1
+
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+
+ensure_pkg() {  # ensure_pkg COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  else
+    echo "build-images: needs '$1' (Debian package $2)" >&2; exit 1
+  fi
+}
+
+busybox_bin() {
+  for b in /bin/busybox /usr/bin/busybox; do
+    if [ -x "$b" ] && file -L "$b" 2>/dev/null | grep -q "statically linked"; then echo "$b"; return; fi
+  done
+  ensure_pkg busybox busybox-static
+  if ! file -L /bin/busybox 2>/dev/null | grep -q "statically linked"; then
+    [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+  fi
+  echo /bin/busybox
+}
+
+if ! have opeva-test/busybox:latest; then
+  command -v file >/dev/null 2>&1 || ensure_pkg file file
+  bb=$(busybox_bin)
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp" "$root/etc"
+  cp "$bb" "$root/bin/busybox"
+  for applet in $("$root/bin/busybox" --list); do
+    [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
+  done
+  echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' \
+    -m "opeva test image: busybox-static" - opeva-test/busybox:latest >/dev/null
+  rm -rf "$root"
+  echo "build-images: built opeva-test/busybox:latest" >&2
+fi
+
+if ! have busybox:1.36; then
+  if ! timeout 30 docker pull -q busybox:1.36 >/dev/null 2>&1; then
+    docker tag opeva-test/busybox:latest busybox:1.36
+    echo "build-images: no registry; tagged the local busybox as busybox:1.36 for the examples" >&2
+  fi
+fi
+
+if [ "$need_python" = 1 ] && ! have opeva-test/python:3.11; then
+  ensure_pkg debootstrap debootstrap
+  root=$(mktemp -d)
+  debootstrap --variant=minbase --include=python3 bookworm "$root" >/tmp/opeva-debootstrap.log 2>&1
+  rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
+  tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'CMD ["python3"]' \
+    -m "opeva test image: debian bookworm minbase + python3" - opeva-test/python:3.11 >/dev/null
+  rm -rf "$root"
+  echo "build-images: built opeva-test/python:3.11" >&2
+fi
