@@ -64,7 +64,10 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
     from .loop import Controller
     from .runtime.docker import DockerRuntime
 
-    runtime = DockerRuntime(settings.docker_url)
+    from .store import DataStore
+
+    store = DataStore.open(settings.data_dir, settings.specs_dir)
+    runtime = DockerRuntime(settings.docker_url, instance=store.instance_id())
     if not runtime.ping():
         log.warning("docker_unreachable_at_start",
                     message="the Docker engine does not answer; jobs start once it does (is dockerd running?)")

@@ -49,6 +49,7 @@ class Observed:
 @dataclass(frozen=True)
 class Facts:
     now: datetime
+    instance: str = "local"  # the data folder's id: containers of other data folders are not ours
     boot_time: datetime | None = None
     daemon_started_at: datetime | None = None
     outages: tuple[tuple[datetime, datetime], ...] = ()  # spans when the controller saw the engine gone
@@ -97,9 +98,9 @@ def run_key(generation: str, run_id: str | None) -> str:
     return hashlib.sha256(f"{generation}\0{run_id}".encode()).hexdigest()[:12]
 
 
-def container_name(job: str, key: str, attempt: int) -> str:
-    """Deterministic per (job, run, attempt), so a second create of the same attempt fails in the engine."""
-    return f"opeva-{job}-{key[:8]}-{attempt}"
+def container_name(instance: str, job: str, key: str, attempt: int) -> str:
+    """Deterministic per (data folder, job, run, attempt), so a second create of one attempt fails in the engine."""
+    return f"opeva-{instance}-{job}-{key[:8]}-{attempt}"
 
 
 # ---- the decision ---------------------------------------------------------------------------------------------
@@ -153,8 +154,9 @@ class _Sync:
         self.st.reason = reason
         self.st.message = message
 
-    def stop(self, c: ContainerInfo, reason: str, grace: int) -> None:
-        self.actions.append(Stop(c.name, grace, reason))
+    def stop(self, c: ContainerInfo, reason: str) -> None:
+        """SIGTERM, then SIGKILL after the grace period the container was created with."""
+        self.actions.append(Stop(c.name, c.stop_grace if c.stop_grace is not None else DEFAULT_GRACE, reason))
 
     def remove_when_drained(self, c: ContainerInfo) -> None:
         """A finished container goes once its exit and log are durably recorded; the record never needs it."""
@@ -191,7 +193,7 @@ class _Sync:
         st = self.ensure_status("Stopped", "SpecDeleted")
         for c in containers:
             if c.running or c.state == "created":
-                self.stop(c, "SpecDeleted", DEFAULT_GRACE)
+                self.stop(c, "SpecDeleted")
                 self.requeue_in(START_POLL)
             elif c.exited:
                 if not st.recorded(c.name) and c.name in self.observed.logs_complete:
@@ -256,7 +258,7 @@ class _Sync:
             return
         current = {c.name: c for c in self.observed.containers if c.run == key}
         self.adopt_newer_attempt(current)
-        name = container_name(m.name, key, st.attempts) if st.attempts else None
+        name = container_name(self.facts.instance, m.name, key, st.attempts) if st.attempts else None
         c = current.get(name) if name else None
 
         if c is not None and c.exited and not st.recorded(c.name):
@@ -272,14 +274,14 @@ class _Sync:
                 if other.exited:
                     self.remove_when_drained(other)
             if c is not None and c.running:
-                self.stop(c, st.reason or "Finished", spec.terminationGracePeriodSeconds)
+                self.stop(c, st.reason or "Finished")
             return
         for other in current.values():
             if other.exited and st.recorded(other.name):
                 self.remove_when_drained(other)
 
         if spec.suspend:
-            self.suspend(c, spec.terminationGracePeriodSeconds)
+            self.suspend(c)
             return
         if st.phase == "Stopped" and st.reason == "Suspended":
             st.set_condition("Suspended", "False", "Resumed", None, self.now)
@@ -291,7 +293,7 @@ class _Sync:
         if spec.activeDeadlineSeconds is not None:
             left = spec.activeDeadlineSeconds - self.active_seconds()
             if left <= 0:
-                self.fail_deadline(c, spec.activeDeadlineSeconds, spec.terminationGracePeriodSeconds)
+                self.fail_deadline(c, spec.activeDeadlineSeconds)
                 return
             self.requeue_in(left)
 
@@ -327,7 +329,7 @@ class _Sync:
             if c.run == key:
                 continue
             if c.running or c.state == "created":
-                self.stop(c, "Superseded", self.desired.manifest.spec.terminationGracePeriodSeconds)
+                self.stop(c, "Superseded")
                 blocked = True
                 self.requeue_in(START_POLL)
             elif c.exited:
@@ -344,7 +346,7 @@ class _Sync:
             if c.run != key:
                 continue
             if c.running:
-                self.stop(c, self.st.reason or "Finished", self.desired.manifest.spec.terminationGracePeriodSeconds)
+                self.stop(c, self.st.reason or "Finished")
                 self.requeue_in(START_POLL)
             elif c.exited:
                 if not self.st.recorded(c.name) and c.name in self.observed.logs_complete:
@@ -372,7 +374,7 @@ class _Sync:
                 st.set_condition("BackingOff", "False", "Started", None, self.now)
             self.event("Started", f"attempt {st.attempts} running in container {c.name}")
         if st.stopping and st.stopping.containerName == c.name:
-            self.stop(c, st.stopping.reason, m.spec.terminationGracePeriodSeconds)
+            self.stop(c, st.stopping.reason)
             self.requeue_in(START_POLL)
             return
         limit = m.spec.progressDeadlineSeconds
@@ -381,7 +383,7 @@ class _Sync:
             quiet = (self.now - last).total_seconds()
             if quiet >= limit:
                 st.stopping = StopIntent(containerName=c.name, reason="ProgressStalled", requestedAt=self.now)
-                self.stop(c, "ProgressStalled", m.spec.terminationGracePeriodSeconds)
+                self.stop(c, "ProgressStalled")
                 self.event("ProgressStalled", f"no progress for {int(quiet)} s (limit {limit} s); stopping attempt",
                            warning=True)
                 self.requeue_in(START_POLL)
@@ -417,7 +419,7 @@ class _Sync:
             self.requeue_in(10)
             return
         st.attempts += 1
-        st.containerName = container_name(m.name, key, st.attempts)
+        st.containerName = container_name(self.facts.instance, m.name, key, st.attempts)
         st.containerId = None
         st.exitCode = None
         st.startedAt = None
@@ -428,14 +430,14 @@ class _Sync:
         self.actions.append(Create(st.containerName, st.attempts))
         self.requeue_in(START_POLL)
 
-    def suspend(self, c: ContainerInfo | None, grace: int) -> None:
+    def suspend(self, c: ContainerInfo | None) -> None:
         st = self.st
         self.pause_clock()
         if c is not None and (c.running or c.state == "created"):
             if not (st.stopping and st.stopping.containerName == c.name):
                 st.stopping = StopIntent(containerName=c.name, reason="Suspended", requestedAt=self.now)
-                self.event("Stopping", f"suspend requested; stopping {c.name} (grace {grace} s)")
-            self.stop(c, "Suspended", grace)
+                self.event("Stopping", f"suspend requested; stopping {c.name}")
+            self.stop(c, "Suspended")
             self.requeue_in(START_POLL)
             return
         if not (st.phase == "Stopped" and st.reason == "Suspended"):
@@ -444,13 +446,13 @@ class _Sync:
             st.set_condition("Running", "False", "Suspended", None, self.now)
             self.event("Suspended", "job suspended" + (" before it started" if not st.startedAt else ""))
 
-    def fail_deadline(self, c: ContainerInfo | None, limit: int, grace: int) -> None:
+    def fail_deadline(self, c: ContainerInfo | None, limit: int) -> None:
         st = self.st
         self.pause_clock()
         message = f"active for more than activeDeadlineSeconds={limit}"
         if c is not None and c.running:
             st.stopping = StopIntent(containerName=c.name, reason="DeadlineExceeded", requestedAt=self.now)
-            self.stop(c, "DeadlineExceeded", grace)
+            self.stop(c, "DeadlineExceeded")
             self.requeue_in(START_POLL)
         self.finish("Failed", "DeadlineExceeded", message)
 
@@ -489,6 +491,7 @@ class _Sync:
         st = self.st
         st.exitCode = c.exit_code
         st.containerId = c.id
+        st.startedAt = c.started_at or st.startedAt  # a quick job may exit before it is ever seen running
         intent = st.stopping if st.stopping and st.stopping.containerName == c.name else None
         st.stopping = None
         self.event("Exited", f"container {c.name} exited with code {c.exit_code}"

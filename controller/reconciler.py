@@ -32,6 +32,7 @@ from .logcapture import LABEL_LOG_CAPTURE, LogCapture
 from .runtime.base import (
     LABEL_ATTEMPT,
     LABEL_GENERATION,
+    LABEL_INSTANCE,
     LABEL_JOB,
     LABEL_MANAGED,
     LABEL_RUN,
@@ -72,6 +73,7 @@ class Reconciler:
         self.daemon_started_at: datetime | None = None
         self.outages: tuple[tuple[datetime, datetime], ...] = ()
         self.host_data = Path(settings.host_data_dir or store.root)
+        self.instance = store.instance_id()
         self._statuses: dict[str, JobStatus] = {}
         self._status_lock = threading.Lock()
         self._stopping: set[str] = set()
@@ -120,7 +122,7 @@ class Reconciler:
 
     # ---- one reconcile ----------------------------------------------------------------------------------
     def facts(self) -> Facts:
-        return Facts(now=utcnow(), boot_time=self.boot_time, daemon_started_at=self.daemon_started_at,
+        return Facts(now=utcnow(), instance=self.instance, boot_time=self.boot_time, daemon_started_at=self.daemon_started_at,
                      outages=self.outages, keep_finished_containers=self.settings.keep_finished_containers)
 
     def observe(self, name: str, recorded: JobStatus | None) -> Observed:
@@ -203,8 +205,9 @@ class Reconciler:
         spec = m.spec
         name = m.name
         generation = m.generation
-        labels = {**m.metadata.labels, LABEL_MANAGED: "true", LABEL_JOB: name, LABEL_GENERATION: generation,
-                  LABEL_ATTEMPT: str(action.attempt), LABEL_RUN: run_key(generation, spec.runId)}
+        labels = {**m.metadata.labels, LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_JOB: name,
+                  LABEL_GENERATION: generation, LABEL_ATTEMPT: str(action.attempt),
+                  LABEL_RUN: run_key(generation, spec.runId)}
         if spec.runId:
             labels[LABEL_RUN_ID] = spec.runId
         if not spec.logCapture:

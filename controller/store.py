@@ -208,6 +208,19 @@ class DataStore:
     def write_heartbeat(self, info: dict[str, Any]) -> None:
         atomic_write_json(self.state_dir / "heartbeat.json", {"time": iso(utcnow()), "pid": os.getpid(), **info})
 
+    def instance_id(self) -> str:
+        """A random id for this data folder, kept in it: labels and names scope containers to one folder."""
+        path = self.state_dir / "instance-id"
+        try:
+            value = path.read_text().strip()
+            if value:
+                return value
+        except FileNotFoundError:
+            pass
+        value = os.urandom(3).hex()
+        atomic_write_bytes(path, (value + "\n").encode())
+        return value
+
     # ---- the controller lock -----------------------------------------------------------------------------
     def acquire_lock(self) -> "ControllerLock":
         return ControllerLock.acquire(self.state_dir / "controller.lock")

@@ -15,6 +15,7 @@ LABEL_GENERATION = "opeva.generation"
 LABEL_ATTEMPT = "opeva.attempt"
 LABEL_RUN = "opeva.run"
 LABEL_MANAGED = "opeva.managed"
+LABEL_INSTANCE = "opeva.instance"
 
 
 class EngineError(Exception):
@@ -76,6 +77,7 @@ class ContainerInfo:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    stop_grace: int | None = None  # seconds between SIGTERM and SIGKILL, as created
     labels: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property

@@ -15,6 +15,7 @@ from docker.types import Mount as DockerMount
 from .base import (
     LABEL_ATTEMPT,
     LABEL_GENERATION,
+    LABEL_INSTANCE,
     LABEL_JOB,
     LABEL_MANAGED,
     LABEL_RUN,
@@ -47,14 +48,16 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
             oom_killed=bool(state.get("OOMKilled")), error=state.get("Error") or "",
             created_at=parse_engine_time(attrs.get("Created")),
             started_at=parse_engine_time(state.get("StartedAt")),
-            finished_at=parse_engine_time(state.get("FinishedAt")))
+            finished_at=parse_engine_time(state.get("FinishedAt")),
+            stop_grace=(attrs.get("Config") or {}).get("StopTimeout"))
     return ContainerInfo(**base, state=state or "unknown")
 
 
 class DockerRuntime:
     """Docker behind the `Runtime` interface. Calls time out, and engine errors become our error types."""
 
-    def __init__(self, base_url: str | None = None, timeout: int = 30):
+    def __init__(self, base_url: str | None = None, timeout: int = 30, instance: str | None = None):
+        self._scope = f"{LABEL_INSTANCE}={instance}" if instance else LABEL_MANAGED
         kwargs: dict[str, Any] = {"timeout": timeout}
         self._client = docker.DockerClient(base_url=base_url, **kwargs) if base_url else docker.from_env(**kwargs)
         self._api = self._client.api
@@ -85,7 +88,7 @@ class DockerRuntime:
 
     def list(self) -> list[ContainerInfo]:
         """All managed containers, fully inspected (exit codes and times need the inspect form)."""
-        summaries = self._call(self._api.containers, all=True, filters={"label": LABEL_MANAGED})
+        summaries = self._call(self._api.containers, all=True, filters={"label": self._scope})
         out = []
         for s in summaries:
             info = self.inspect(s["Id"])
@@ -173,7 +176,7 @@ class DockerRuntime:
     def events(self) -> Iterator[EngineEvent]:
         """Container events of managed containers; ends (or raises) when the engine goes away."""
         stream = self._call(self._api.events, decode=True,
-                            filters={"type": "container", "label": LABEL_MANAGED})
+                            filters={"type": "container", "label": self._scope})
         for ev in stream:
             action = (ev.get("Action") or ev.get("status") or "").split(":")[0]
             if action not in WATCHED_ACTIONS:

@@ -1,0 +1,18 @@
+"""Shared test setup: a real Docker engine and the locally built test images."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """Fail loudly (never skip) when the engine is missing: end-to-end claims need the real thing."""
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.fail("no Docker engine answers; run scripts/ensure-docker.sh (see README)")
+    subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh")], check=True)
