@@ -155,8 +155,11 @@ class _Sync:
         self.st.message = message
 
     def stop(self, c: ContainerInfo, reason: str) -> None:
-        """SIGTERM, then SIGKILL after the grace period the container was created with."""
-        self.actions.append(Stop(c.name, c.stop_grace if c.stop_grace is not None else DEFAULT_GRACE, reason))
+        """SIGTERM, then SIGKILL after the grace period the container was created with; never-started ones go."""
+        if c.state == "created":
+            self.actions.append(Remove(c.name))
+        else:
+            self.actions.append(Stop(c.name, c.stop_grace if c.stop_grace is not None else DEFAULT_GRACE, reason))
 
     def remove_when_drained(self, c: ContainerInfo) -> None:
         """A finished container goes once its exit and log are durably recorded; the record never needs it."""
@@ -177,8 +180,8 @@ class _Sync:
     def record_history(self, c: ContainerInfo, outcome: str, reason: str | None, counted: bool = False) -> None:
         self.st.history.append(AttemptRecord(
             attempt=c.attempt, generation=c.generation, runId=c.labels.get(LABEL_RUN_ID) or None,
-            containerName=c.name, startedAt=c.started_at, finishedAt=c.finished_at, exitCode=c.exit_code,
-            outcome=outcome, reason=reason, counted=counted))
+            containerName=c.name, containerId=c.id or None, startedAt=c.started_at, finishedAt=c.finished_at,
+            exitCode=c.exit_code, outcome=outcome, reason=reason, counted=counted))
 
     def ensure_status(self, phase: str, reason: str) -> JobStatus:
         if self.st is None:
@@ -193,6 +196,8 @@ class _Sync:
         st = self.ensure_status("Stopped", "SpecDeleted")
         for c in containers:
             if c.running or c.state == "created":
+                if c.name == st.containerName and not (st.stopping and st.stopping.containerName == c.name):
+                    st.stopping = StopIntent(containerName=c.name, reason="SpecDeleted", requestedAt=self.now)
                 self.stop(c, "SpecDeleted")
                 self.requeue_in(START_POLL)
             elif c.exited:
@@ -223,6 +228,8 @@ class _Sync:
         if running:
             self.requeue_in(10)
             return
+        if st.terminal and st.reason != "InvalidSpec":
+            return  # a finished run stays finished; restoring the file must not run it again
         if not (st.phase == "Failed" and st.reason == "InvalidSpec" and st.message == error):
             self.pause_clock()
             self.set_phase("Failed", "InvalidSpec", error)
@@ -256,7 +263,8 @@ class _Sync:
         if st.terminal:
             self.finished_run(key)
             return
-        current = {c.name: c for c in self.observed.containers if c.run == key}
+        earlier = st.earlier_run_containers()
+        current = {c.name: c for c in self.observed.containers if c.run == key and c.id not in earlier}
         self.adopt_newer_attempt(current)
         name = container_name(self.facts.instance, m.name, key, st.attempts) if st.attempts else None
         c = current.get(name) if name else None
@@ -277,16 +285,22 @@ class _Sync:
                 self.stop(c, st.reason or "Finished")
             return
         for other in current.values():
+            if other.exited and other.name != name and not st.recorded(other.name) \
+                    and other.name in self.observed.logs_complete:
+                # an older attempt whose exit was never recorded (the status was lost): record what it did
+                self.record_history(other, "Succeeded" if other.exit_code == 0 else "Failed", "RecoveredRecord")
             if other.exited and st.recorded(other.name):
                 self.remove_when_drained(other)
 
         if spec.suspend:
             self.suspend(c)
             return
-        if st.phase == "Stopped" and st.reason == "Suspended":
-            st.set_condition("Suspended", "False", "Resumed", None, self.now)
+        if st.phase == "Stopped":
+            if st.condition("Suspended"):
+                st.set_condition("Suspended", "False", "Resumed", None, self.now)
+            why = "suspend cleared" if st.reason == "Suspended" else "spec file restored"
             self.set_phase("Pending", "Resumed")
-            self.event("Resumed", "suspend cleared; the job runs again as a new attempt")
+            self.event("Resumed", f"{why}; the job runs again as a new attempt")
         if st.activeSince is None:
             st.activeSince = self.now
 
@@ -317,6 +331,7 @@ class _Sync:
         st.activeSeconds = 0.0
         st.stopping = None
         st.submittedAt = self.now
+        st.runHistoryStart = len(st.history)
         self.set_phase("Pending", "Accepted")
         for t in ("Running", "Succeeded", "Failed", "FailureTarget", "BackingOff", "Interrupted"):
             if st.condition(t):
@@ -325,8 +340,9 @@ class _Sync:
     def settle_stale(self, key: str) -> bool:
         """Stop and clear containers of earlier runs; True while any still blocks a new container."""
         blocked = False
+        earlier = self.st.earlier_run_containers()
         for c in self.observed.containers:
-            if c.run == key:
+            if c.run == key and c.id not in earlier:
                 continue
             if c.running or c.state == "created":
                 self.stop(c, "Superseded")
@@ -342,10 +358,11 @@ class _Sync:
 
     def finished_run(self, key: str) -> None:
         """A finished run never runs again; only leftovers are tidied."""
+        earlier = self.st.earlier_run_containers()
         for c in self.observed.containers:
-            if c.run != key:
+            if c.run != key or c.id in earlier:
                 continue
-            if c.running:
+            if c.running or c.state == "created":
                 self.stop(c, self.st.reason or "Finished")
                 self.requeue_in(START_POLL)
             elif c.exited:
@@ -370,8 +387,9 @@ class _Sync:
             st.nextAttemptAt = None
             self.set_phase("Running", "Started")
             st.set_condition("Running", "True", "Started", f"container {c.name}", self.now)
-            if st.condition("BackingOff"):
-                st.set_condition("BackingOff", "False", "Started", None, self.now)
+            for cond in ("BackingOff", "Interrupted"):
+                if st.condition(cond):
+                    st.set_condition(cond, "False", "Started", None, self.now)
             self.event("Started", f"attempt {st.attempts} running in container {c.name}")
         if st.stopping and st.stopping.containerName == c.name:
             self.stop(c, st.stopping.reason)
@@ -472,7 +490,8 @@ class _Sync:
         """The attempt's container is gone without a recorded exit: removed behind our back, or lost."""
         st = self.st
         fake = ContainerInfo(id=st.containerId or "", name=name, job=m.name, generation=st.observedGeneration or "",
-                             run="", attempt=st.attempts, state="exited", started_at=st.startedAt)
+                             run="", attempt=st.attempts, state="exited", started_at=st.startedAt,
+                             labels={LABEL_RUN_ID: st.runId} if st.runId else {})
         self.record_history(fake, "Interrupted", "ContainerRemoved")
         self.interrupted(m, f"container {name} disappeared (removed outside the controller)")
 

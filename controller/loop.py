@@ -155,12 +155,10 @@ class Controller:
             self._scan_wake.wait()
             if self._stop.is_set():
                 return
-            for _ in range(10):  # debounce: a burst of file events becomes one scan
-                self._scan_wake.clear()
-                time.sleep(SCAN_DEBOUNCE)
-                if not self._scan_wake.is_set():
-                    break
+            # scan at once, then coalesce the rest of a burst of file events into one more scan
+            self._scan_wake.clear()
             self.scan_specs()
+            time.sleep(SCAN_DEBOUNCE)
 
     def scan_specs(self) -> None:
         result = self.specs.scan()
@@ -241,7 +239,7 @@ class Controller:
                         return
                     if ev.action == "destroy":
                         self.cache.drop(ev.container)
-                    else:
+                    elif ev.action != "oom":  # an oom is followed by its die
                         info = self.runtime.inspect(ev.container)
                         if info is not None:
                             self.cache.update(info)

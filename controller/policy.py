@@ -46,7 +46,8 @@ def interruption_cause(c: ContainerInfo, boot_time: datetime | None, daemon_star
     """
     if c.started_at is None:
         return None
-    if boot_time is not None and c.started_at < boot_time:
+    if boot_time is not None and c.started_at < boot_time and (
+            c.finished_at is None or c.finished_at >= boot_time - DAEMON_WINDOW_BEFORE):
         return "the machine rebooted while the attempt ran"
     if daemon_started_at is not None and c.started_at < daemon_started_at:
         end = c.finished_at or daemon_started_at

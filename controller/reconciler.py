@@ -127,7 +127,8 @@ class Reconciler:
 
     def observe(self, name: str, recorded: JobStatus | None) -> Observed:
         containers = self.cache.for_job(name)
-        current = recorded.containerName if recorded else None
+        active = recorded is not None and recorded.phase in ("Pending", "Running")
+        current = recorded.containerName if active and recorded.containerId else None
         if current and current not in {c.name for c in containers}:
             # before concluding the attempt's container vanished, ask the engine rather than a cache that may lag
             info = self.runtime.inspect(current)
@@ -138,7 +139,7 @@ class Reconciler:
             self.logs.ensure(c)
         complete = frozenset(c.name for c in containers if c.exited and self.logs.is_complete(c))
         return Observed(containers=tuple(containers), logs_complete=complete,
-                        progress_at=_mtime(self.store.progress_path(name)) if recorded else None)
+                        progress_at=_mtime(self.store.progress_path(name)) if active else None)
 
     def reconcile(self, name: str) -> float | None:
         desired = self.specs.desired(name)
@@ -178,7 +179,6 @@ class Reconciler:
         assert m is not None
         self.store.ensure_job_dirs(m.name)
         try:
-            self.runtime.ensure_image(m.spec.image)
             info = self.runtime.create_and_start(self.container_request(m, status, action))
         except NameConflict:
             self._refresh(action.container)  # created by an earlier try: adopt it
@@ -189,9 +189,6 @@ class Reconciler:
             self._remove_unstarted(action.container)
             return 0.0
         self.cache.update(info)
-        # record the container id at once: a container removed before the next look is then known to have existed
-        updated = status.model_copy(update={"containerId": info.id})
-        self._save(status, Decision(updated))
         log.info("container_created", job=m.name, container=info.name, attempt=action.attempt, state=info.state)
         return 0.0
 

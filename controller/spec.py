@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 63
@@ -25,9 +33,11 @@ MAX_SPEC_BYTES = 1024 * 1024
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 # Fields that steer a job without redefining it: changing them never makes a new generation.
 CONTROL_FIELDS = frozenset({"suspend", "runId", "ttlSecondsAfterFinished", "priority", "queue"})
-_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(|k|ki|m|mi|g|gi|t|ti|b)$", re.IGNORECASE)
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 10**3, "ki": 2**10, "m": 10**6, "mi": 2**20, "g": 10**9, "gi": 2**30,
-                 "t": 10**12, "ti": 2**40}
+_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
+# Kubernetes quantities (K/M/G/T decimal, Ki/Mi/Gi/Ti binary) and Docker's (b, k/m/g/t and kb/mb/gb/tb, binary).
+_MEMORY_UNITS = {"": 1, "b": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+                 "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40}
 
 DnsName = Annotated[str, StringConstraints(max_length=MAX_NAME, pattern=NAME_RE.pattern)]
 
@@ -37,13 +47,16 @@ class _Strict(BaseModel):
 
 
 def parse_memory(value: str | int) -> int:
-    """Bytes from `4Gi`, `512M`, `1000000`; Kubernetes and Docker suffixes both accepted."""
+    """Bytes from `4Gi`, `512M` (Kubernetes: decimal), `512m` (Docker: binary) or `1000000`."""
     if isinstance(value, int):
         return value
     match = _MEMORY_RE.match(value.strip())
-    if not match:
-        raise ValueError(f"memory {value!r} is not a quantity like 512Mi, 4Gi or 1000000")
-    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
+    unit = match.group(2) if match else None
+    if unit not in _MEMORY_UNITS:
+        unit = unit.lower() if unit and unit.lower() in ("kb", "mb", "gb", "tb") else None
+    if not match or unit is None:
+        raise ValueError(f"memory {value!r} is not a quantity like 512Mi, 4Gi, 512m (Docker) or 1000000")
+    return int(float(match.group(1)) * _MEMORY_UNITS[unit])
 
 
 class Metadata(_Strict):
@@ -96,6 +109,12 @@ class FailureRule(_Strict):
     exitCodes: list[int] | None = None
     oomKilled: bool | None = None
 
+    @model_validator(mode="after")
+    def _has_matcher(self) -> "FailureRule":
+        if not self.exitCodes and self.oomKilled is None:
+            raise ValueError("a failurePolicy rule needs exitCodes (non-empty) or oomKilled")
+        return self
+
 
 class MlflowSpec(_Strict):
     experiment: str | None = None
@@ -135,6 +154,11 @@ class JobSpec(_Strict):
         if bad:
             raise ValueError(f"invalid environment variable names: {', '.join(bad)}")
         return env
+
+    @field_validator("runId")
+    @classmethod
+    def _empty_run_id_is_none(cls, v: str | None) -> str | None:
+        return v or None  # "" and unset are the same run
 
     @field_validator("configFile")
     @classmethod
@@ -176,6 +200,7 @@ def generation_hash(manifest: JobManifest) -> str:
     Labels are excluded too: relabelling a job does not run it again.
     """
     spec = manifest.spec.model_dump(mode="json", exclude=set(CONTROL_FIELDS))
+    spec["backoffLimit"] = manifest.spec.effective_backoff_limit  # writing the default out is no change
     canonical = json.dumps({"name": manifest.metadata.name, "spec": spec}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -81,13 +81,13 @@ class SpecSource:
         return result
 
     def _walk(self):
+        """Spec files under the folder; hidden folders are not entered, symlinked folders not followed."""
         for dirpath, dirnames, filenames in os.walk(self.specs_dir, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             base = Path(dirpath)
-            for fn in sorted(filenames):
-                path = base / fn
-                if is_spec_file(path.relative_to(self.specs_dir)):
-                    yield path
+            for fn in filenames:
+                if is_spec_file(Path(fn)):
+                    yield base / fn
 
     def _build(self, files: dict[Path, tuple[tuple[int, int, int], LoadedSpec]]) -> dict[str, Desired]:
         """Name -> desired state. Two files naming one job: the first path in sorted order wins, loudly."""

@@ -48,6 +48,7 @@ class AttemptRecord(_Model):
     generation: str
     runId: str | None = None
     containerName: str
+    containerId: str | None = None
     startedAt: datetime | None = None
     finishedAt: datetime | None = None
     exitCode: int | None = None
@@ -88,13 +89,19 @@ class JobStatus(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
     conditions: list[Condition] = Field(default_factory=list)
     history: list[AttemptRecord] = Field(default_factory=list)
+    runHistoryStart: int = 0  # history[runHistoryStart:] are the current run's attempts
 
     @property
     def terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES
 
     def recorded(self, container_name: str) -> bool:
-        return any(h.containerName == container_name for h in self.history)
+        """Whether this run already recorded the container's exit (an earlier run may have used the same name)."""
+        return any(h.containerName == container_name for h in self.history[self.runHistoryStart:])
+
+    def earlier_run_containers(self) -> set[str]:
+        """Ids of containers recorded by earlier runs: leftovers if seen again, never this run's attempts."""
+        return {h.containerId for h in self.history[: self.runHistoryStart] if h.containerId}
 
     def set_condition(self, type_: str, status: str, reason: str | None, message: str | None, now: datetime) -> None:
         """Upsert a condition; lastTransitionTime moves only when its status flips."""

@@ -29,7 +29,7 @@ from .base import (
     parse_engine_time,
 )
 
-WATCHED_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy", "stop", "kill"})
+WATCHED_ACTIONS = frozenset({"start", "die", "oom", "destroy"})
 _UNAVAILABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, derr.DockerException)
 
 
@@ -130,11 +130,18 @@ class DockerRuntime:
             device_requests=[DeviceRequest(driver="nvidia", device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
             if req.gpu_ids else None,
         )
-        try:
-            created = self._call(
+        def create():
+            return self._call(
                 self._api.create_container, req.image, name=req.name, command=req.command,
                 entrypoint=req.entrypoint, environment=req.env, working_dir=req.working_dir, labels=req.labels,
                 host_config=host_config, stop_timeout=req.stop_grace, detach=True)
+
+        try:
+            try:
+                created = create()
+            except derr.ImageNotFound:  # like `docker run`: pull only when the image is not local
+                self.ensure_image(req.image)
+                created = create()
         except derr.APIError as err:
             if err.status_code == 409:
                 raise NameConflict(req.name) from err

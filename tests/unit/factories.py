@@ -57,7 +57,9 @@ def container(m: JobManifest, attempt: int = 1, state: str = "running", *, exit_
         labels[LABEL_RUN_ID] = m.spec.runId
     if state == "created":
         started = None
-    return ContainerInfo(id=f"id-{key[:6]}-{attempt}", name=name_of(m, attempt), job=m.name, generation=m.generation,
+    # Docker ids are unique per container: a later run reusing a name gets a new id (same start, same container)
+    cid = f"id-{key[:6]}-{attempt}-{int(started.timestamp()) if started else 'new'}"
+    return ContainerInfo(id=cid, name=name_of(m, attempt), job=m.name, generation=m.generation,
                          run=key, attempt=attempt, state=state, exit_code=exit_code, oom_killed=oom,
                          created_at=started, started_at=started, finished_at=finished,
                          stop_grace=m.spec.terminationGracePeriodSeconds, labels=labels)

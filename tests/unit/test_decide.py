@@ -781,9 +781,7 @@ def test_decide_does_not_mutate_the_recorded_status():
     assert job.status == before
 
 
-# ---- suspected bugs: the correct behaviour, expected to fail until the code is fixed --------------------------
-@pytest.mark.xfail(strict=True, reason="BUG: fixing an invalid edit back to the finished generation re-runs the job "
-                                       "(invalid_spec overwrites the terminal phase, valid_spec resets it to Pending)")
+# ---- regressions: bugs found by these tests and fixed ----------------------------------------------------------
 def test_finished_job_broken_then_restored_is_not_run_again():
     job = finished_job(M)
     job.edit(None, error=ERROR).step(now=at(100))
@@ -798,9 +796,6 @@ def run_to_success(job: Job, m, start: float) -> list:
     return made + creates(job.step(exited(m, 1, 0, started=at(start + 1)), now=at(start + 40)))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a run whose key was used before (spec reverted to an earlier generation "
-                                       "or runId) reuses that run's container names, so its exits are taken as "
-                                       "already recorded and it creates attempt after attempt")
 @pytest.mark.parametrize("first, second", [(V1, V2), (M, manifest(runId="r1"))], ids=["generation", "runId"])
 def test_reverted_spec_runs_once_and_records_its_exit(first, second):
     job = finished_job(first)
@@ -809,16 +804,11 @@ def test_reverted_spec_runs_once_and_records_its_exit(first, second):
     assert (len(made), job.status.phase, job.status.attempts) == (1, "Succeeded", 1)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: runId '' is a rerun for the status (None != '') but the same run for "
-                                       "run_key, so the 'rerun' collides with the finished run's history")
 def test_empty_run_id_is_the_same_run_as_no_run_id():
     d = finished_job(M).edit(manifest(runId="")).step(now=at(100))
     assert (d.actions, d.status.phase) == ([], "Succeeded")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a never-started ('created') container is sent Stop, a no-op in Docker, "
-                                       "so it is never removed: a new generation stays blocked, suspend/delete "
-                                       "requeue forever, a failed job leaves it behind")
 @pytest.mark.parametrize("first, then", [(V1, V2), (M, SUSPENDED), (M, None), (DEADLINE, DEADLINE)],
                          ids=["superseded", "suspended", "spec-deleted", "deadline"])
 def test_never_started_container_that_must_go_is_removed(first, then):
@@ -830,8 +820,6 @@ def test_never_started_container_that_must_go_is_removed(first, then):
     assert Remove(c.name) in actions
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the spec-deleted stop records no StopIntent; if the spec returns before "
-                                       "the exit is recorded, the SIGTERM exit is counted as the job's own failure")
 def test_spec_restored_before_the_stopped_exit_is_recorded_does_not_count_a_failure():
     job, c = running_job(M)
     job.edit(None).step(c, now=at(10))
@@ -839,16 +827,12 @@ def test_spec_restored_before_the_stopped_exit_is_recorded_does_not_count_a_fail
     assert (st.failures, st.phase, st.history[-1].outcome) == (0, "Pending", "Stopped")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: record_vanished builds its history entry from a label-less "
-                                       "ContainerInfo, so the attempt loses its runId")
 def test_vanished_attempt_history_keeps_its_run_id():
     m = manifest(runId="r1")
     job, _ = running_job(m)
     assert job.step(now=at(60)).status.history[-1].runId == "r1"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after adopting a newer attempt, the older exited attempt of the same "
-                                       "run is neither recorded nor removed")
 def test_older_exited_attempt_is_recorded_and_removed_after_adopting_a_newer_one():
     old = exited(M, 1, 1)
     job = Job(M)  # the status was lost; attempt 1 failed and attempt 2 runs

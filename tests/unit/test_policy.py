@@ -94,8 +94,6 @@ def test_interruption_cause_needs_a_start_time():
     assert interruption_cause(c, at(100), at(100), ((at(0), at(100)),)) is None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an attempt that started AND finished before the host booted failed on its "
-                                       "own before the reboot, yet interruption_cause blames the reboot")
 def test_exit_before_the_reboot_is_the_jobs_own_failure():
     c = exited(M, 1, 1, started=at(0), finished=at(30))
     assert interruption_cause(c, boot_time=at(3600), daemon_started_at=None, outages=()) is None

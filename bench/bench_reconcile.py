@@ -1,0 +1,232 @@
+"""Reconcile-loop speed against the raw Docker SDK, in the same run. Prints figures and ratios; asserts nothing.
+
+    .venv/bin/python bench/bench_reconcile.py [--jobs 10] [--burst 50] [--finished 5000] [--idle-seconds 30]
+
+1. drop -> Running: median of N sequential jobs, vs a bare `containers.run(detach=True)` of the same container.
+2. burst: M specs dropped at once -> all Succeeded, vs the raw SDK running the same M containers with 4 threads
+   (create, start, wait, read logs, remove: what the controller does for each).
+3. idle with K finished jobs in the folder: CPU share of one core and resident memory of `opeva run` over a
+   window, and the time of a full resync (every job reconciled) measured in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from controller.spec import parse_document  # noqa: E402
+from controller.status import AttemptRecord, JobStatus, utcnow  # noqa: E402
+
+IMAGE = "opeva-test/busybox:latest"
+TAG = uuid.uuid4().hex[:6]
+LABEL = {"opeva-bench": TAG}
+
+
+def spec(name: str, args: list[str]) -> dict:
+    return {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name, "labels": dict(LABEL)},
+            "spec": {"image": IMAGE, "command": ["sh", "-c"], "args": args, "network": "none"}}
+
+
+def drop(data: Path, doc: dict) -> None:
+    specs = data / "specs"
+    tmp = specs / f".{doc['metadata']['name']}.tmp"
+    tmp.write_text(yaml.safe_dump(doc))
+    os.replace(tmp, specs / f"{doc['metadata']['name']}.yaml")
+
+
+def phase(data: Path, name: str) -> str | None:
+    try:
+        return json.loads((data / "jobs" / name / "status.json").read_text())["phase"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def wait_until(check, timeout: float = 120.0, interval: float = 0.002) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > end:
+            raise TimeoutError("benchmark step timed out")
+        time.sleep(interval)
+
+
+def start_controller(data: Path, *extra: str) -> subprocess.Popen:
+    log = open(data.parent / "controller.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--data", str(data), "--no-api", *extra],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    beat = data / ".opeva" / "heartbeat.json"
+    wait_until(lambda: beat.exists() and json.loads(beat.read_text() or "{}").get("pid") == proc.pid, 60, 0.05)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(30)
+
+
+def cleanup(client: docker.DockerClient) -> None:
+    for c in client.containers.list(all=True, filters={"label": f"opeva-bench={TAG}"}):
+        c.remove(force=True)
+
+
+def bench_latency(client: docker.DockerClient, data: Path, n: int) -> tuple[float, float]:
+    raw = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        c = client.containers.run(IMAGE, ["sh", "-c", "sleep 1"], detach=True, network_mode="none", labels=LABEL,
+                                  name=f"bench-raw-{TAG}-{i}")
+        raw.append(time.perf_counter() - t0)
+        c.remove(force=True)
+    proc = start_controller(data)
+    ours = []
+    try:
+        for i in range(n):
+            name = f"lat-{TAG}-{i}"
+            t0 = time.perf_counter()
+            drop(data, spec(name, ["sleep 1"]))
+            wait_until(lambda: phase(data, name) == "Running")
+            ours.append(time.perf_counter() - t0)
+        for i in range(n):
+            wait_until(lambda i=i: phase(data, f"lat-{TAG}-{i}") == "Succeeded")
+    finally:
+        stop(proc)
+    return statistics.median(raw), statistics.median(ours)
+
+
+def bench_burst(client: docker.DockerClient, data: Path, m: int) -> tuple[float, float]:
+    def raw_one(i: int) -> None:
+        c = client.containers.run(IMAGE, ["sh", "-c", "echo hi"], detach=True, network_mode="none", labels=LABEL,
+                                  name=f"bench-burst-{TAG}-{i}")
+        c.wait()
+        c.logs()
+        c.remove(force=True)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(raw_one, range(m)))
+    raw = time.perf_counter() - t0
+    proc = start_controller(data)
+    try:
+        names = [f"burst-{TAG}-{i}" for i in range(m)]
+        t0 = time.perf_counter()
+        for name in names:
+            drop(data, spec(name, ["echo hi"]))
+        wait_until(lambda: all(phase(data, n) == "Succeeded" for n in names), 300, 0.01)
+        ours = time.perf_counter() - t0
+    finally:
+        stop(proc)
+    return raw, ours
+
+
+def seed_finished(data: Path, k: int) -> None:
+    """K finished jobs as a controller would have left them: spec, status, events, log."""
+    now = utcnow()
+    for i in range(k):
+        name = f"done-{i:05d}"
+        doc = spec(name, ["echo done"])
+        drop(data, doc)
+        gen = parse_document(doc).generation
+        cname = f"opeva-x-{name}-{gen[:8]}-1"
+        st = JobStatus(name=name, phase="Succeeded", reason="Completed", observedGeneration=gen, attempts=1,
+                       exitCode=0, containerName=cname, containerId="0" * 64, submittedAt=now, startedAt=now,
+                       finishedAt=now, updatedAt=now, specFile=f"{name}.yaml", labels=dict(LABEL),
+                       history=[AttemptRecord(attempt=1, generation=gen, containerName=cname, startedAt=now,
+                                              finishedAt=now, exitCode=0, outcome="Succeeded", reason="Completed")])
+        d = data / "jobs" / name
+        (d / "logs").mkdir(parents=True)
+        (d / "status.json").write_text(json.dumps(st.model_dump(mode="json")))
+        (d / "logs" / f"{name}.log").write_text("done\n")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bench_idle(data: Path, k: int, window: float) -> tuple[float, float, float, float]:
+    seed_finished(data, k)
+    t0 = time.perf_counter()
+    proc = start_controller(data, "--resync", "10")
+    startup = time.perf_counter() - t0
+    try:
+        time.sleep(5)  # first reconcile of every job
+        c0, w0 = proc_cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(window)
+        cpu = (proc_cpu_seconds(proc.pid) - c0) / (time.monotonic() - w0) * 100
+        rss = proc_rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    return cpu, rss, startup, full_resync_seconds(data)
+
+
+def full_resync_seconds(data: Path) -> float:
+    """In-process: every job enqueued and reconciled once, timed until the queue is drained."""
+    from controller.loop import Controller
+    from controller.runtime.docker import DockerRuntime
+    from controller.settings import Settings
+    from controller.store import DataStore
+
+    store = DataStore.open(data)
+    ctl = Controller(Settings(data_dir=data, resync_seconds=3600), DockerRuntime(instance=store.instance_id()))
+    ctl.start()
+    try:
+        time.sleep(3)
+        wait_until(lambda: len(ctl.queue) == 0, 60, 0.01)
+        t0 = time.perf_counter()
+        ctl.resync(full=True)
+        wait_until(lambda: len(ctl.queue) == 0 and not ctl.queue._processing, 60, 0.001)
+        return time.perf_counter() - t0
+    finally:
+        ctl.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=10)
+    ap.add_argument("--burst", type=int, default=50)
+    ap.add_argument("--finished", type=int, default=5000)
+    ap.add_argument("--idle-seconds", type=float, default=30)
+    args = ap.parse_args()
+    client = docker.from_env()
+    work = Path(tempfile.mkdtemp(prefix="opeva-bench-"))
+    try:
+        for sub in ("lat", "burst", "idle"):
+            (work / sub / "data" / "specs").mkdir(parents=True)
+        raw, ours = bench_latency(client, work / "lat" / "data", args.jobs)
+        print(f"drop -> Running, median of {args.jobs}: raw containers.run {raw * 1000:.0f} ms, "
+              f"opeva {ours * 1000:.0f} ms, ratio {ours / raw:.2f} (target <= 1.2)")
+        raw, ours = bench_burst(client, work / "burst" / "data", args.burst)
+        print(f"burst of {args.burst} -> all Succeeded: raw SDK 4 threads {raw:.2f} s, opeva {ours:.2f} s, "
+              f"ratio {ours / raw:.2f} (target <= 1.1)")
+        cpu, rss, startup, resync = bench_idle(work / "idle" / "data", args.finished, args.idle_seconds)
+        print(f"{args.finished} finished jobs: idle CPU {cpu:.2f}% of one core (target < 2), RSS {rss:.0f} MB "
+              f"(target < 200), start-up {startup:.2f} s, full resync {resync:.3f} s (target < 1)")
+    finally:
+        cleanup(client)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
