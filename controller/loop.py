@@ -18,6 +18,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from .containercache import ContainerCache
+from .hooks import AttemptHooks, NoHooks
 from .logcapture import LogCapture
 from .reconciler import Reconciler
 from .runtime.base import Runtime, RuntimeUnavailable
@@ -44,7 +45,7 @@ class _SpecEvents(FileSystemEventHandler):
 
 
 class Controller:
-    def __init__(self, settings: Settings, runtime: Runtime):
+    def __init__(self, settings: Settings, runtime: Runtime, hooks: AttemptHooks | None = None):
         self.settings = settings
         self.store = DataStore.open(settings.data_dir, settings.specs_dir)
         self.runtime = runtime
@@ -52,8 +53,9 @@ class Controller:
         self.cache = ContainerCache()
         self.specs = SpecSource(self.store.specs_dir, self.store.root)
         self.logs = LogCapture(self.store, runtime, on_complete=self.queue.add)
+        self.hooks: AttemptHooks = hooks or NoHooks()
         self.reconciler = Reconciler(settings, self.store, runtime, self.specs, self.cache, self.logs,
-                                     enqueue_after=self.queue.add_after)
+                                     enqueue_after=self.queue.add_after, hooks=self.hooks)
         self._stop = threading.Event()
         self._scan_wake = threading.Event()
         self._resync_wake = threading.Event()
@@ -71,6 +73,7 @@ class Controller:
     def start(self) -> None:
         self._lock = self.store.acquire_lock()
         n = self.reconciler.load_statuses()
+        self.hooks.on_start(self.reconciler.statuses())
         log.info("controller_starting", data=str(self.store.root), specs=str(self.store.specs_dir), recorded_jobs=n,
                  workers=self.settings.workers)
         self.resync(full=True)
@@ -93,6 +96,7 @@ class Controller:
         for t in self._threads:
             t.join(timeout=5)
         self._write_index()
+        self.hooks.close()
         if self._lock is not None:
             self._lock.release()
         log.info("controller_stopped")

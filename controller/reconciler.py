@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from .containercache import ContainerCache
+from .hooks import AttemptHooks, NoHooks
 from .decide import (
     LABEL_RUN_ID,
     Create,
@@ -61,7 +62,7 @@ def host_boot_time() -> datetime | None:
 
 class Reconciler:
     def __init__(self, settings: Settings, store: DataStore, runtime: Runtime, specs, cache: ContainerCache,
-                 logs: LogCapture, enqueue_after):
+                 logs: LogCapture, enqueue_after, hooks: AttemptHooks | None = None):
         self.settings = settings
         self.store = store
         self.runtime = runtime
@@ -69,6 +70,7 @@ class Reconciler:
         self.cache = cache
         self.logs = logs
         self.enqueue_after = enqueue_after
+        self.hooks: AttemptHooks = hooks or NoHooks()
         self.boot_time = host_boot_time()
         self.daemon_started_at: datetime | None = None
         self.outages: tuple[tuple[datetime, datetime], ...] = ()
@@ -119,6 +121,16 @@ class Reconciler:
             with self._status_lock:
                 self._statuses[new.name] = new
             self.index_dirty.set()
+            for record in new.history[len(old.history) if old else 0:]:
+                self._hook(self.hooks.after_finish, new, record)
+
+    def _hook(self, fn, *args):
+        """Hooks never block or fail a job."""
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("hook_failed", hook=getattr(fn, "__qualname__", str(fn)))
+            return None
 
     # ---- one reconcile ----------------------------------------------------------------------------------
     def facts(self) -> Facts:
@@ -179,7 +191,8 @@ class Reconciler:
         assert m is not None
         self.store.ensure_job_dirs(m.name)
         try:
-            info = self.runtime.create_and_start(self.container_request(m, status, action))
+            extra_env = self._hook(self.hooks.before_start, m, status, action.attempt, action.container) or {}
+            info = self.runtime.create_and_start(self.container_request(m, status, action, extra_env))
         except NameConflict:
             self._refresh(action.container)  # created by an earlier try: adopt it
             return 0.0
@@ -198,7 +211,8 @@ class Reconciler:
             self.runtime.remove(container)
         self.cache.drop(container)
 
-    def container_request(self, m, status: JobStatus, action: Create) -> ContainerRequest:
+    def container_request(self, m, status: JobStatus, action: Create,
+                          extra_env: dict[str, str] | None = None) -> ContainerRequest:
         spec = m.spec
         name = m.name
         generation = m.generation
@@ -210,7 +224,8 @@ class Reconciler:
         if not spec.logCapture:
             labels[LABEL_LOG_CAPTURE] = "false"
         job_dir = f"/data/jobs/{name}"
-        env = {**spec.env, "OPEVA_JOB_ID": name, "OPEVA_JOB_DIR": job_dir, "OPEVA_ATTEMPT": str(action.attempt)}
+        env = {**spec.env, **(extra_env or {}), "OPEVA_JOB_ID": name, "OPEVA_JOB_DIR": job_dir,
+               "OPEVA_ATTEMPT": str(action.attempt)}
         if spec.configFile:
             env["OPEVA_CONFIG"] = f"/data/{spec.configFile}"
         host_job = self.host_data / "jobs" / name

@@ -1,0 +1,40 @@
+"""Points where other subsystems (MLflow tracking, capacity) join an attempt's life, without the reconciler knowing them.
+
+The reconciler calls `before_start` after the attempt's intent is recorded and before its container is created, and
+`after_finish` once an attempt's outcome is durably in status.json. A hook must never block or fail a job: errors
+are logged and swallowed by the caller. `after_finish` may be missed by a crash right after the status write, so a
+hook that needs every finish must also look at the recorded history when it starts (`on_start`).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .spec import JobManifest
+from .status import AttemptRecord, JobStatus
+
+
+class AttemptHooks(Protocol):
+    def on_start(self, statuses: dict[str, JobStatus]) -> None: ...
+
+    def before_start(self, manifest: JobManifest, status: JobStatus, attempt: int, container: str) -> dict[str, str]:
+        """Extra environment for the attempt's container."""
+        ...
+
+    def after_finish(self, status: JobStatus, record: AttemptRecord) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NoHooks:
+    def on_start(self, statuses: dict[str, JobStatus]) -> None:
+        pass
+
+    def before_start(self, manifest: JobManifest, status: JobStatus, attempt: int, container: str) -> dict[str, str]:
+        return {}
+
+    def after_finish(self, status: JobStatus, record: AttemptRecord) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
