@@ -35,10 +35,14 @@ def main() -> None:
 @click.option("--resync", "resync_seconds", type=float, help="Seconds between full resyncs (default 10).")
 @click.option("--network", "default_network", help="Docker network for jobs that name none.")
 @click.option("--poll-specs", is_flag=True, default=None, help="Poll the specs folder (network shares).")
+@click.option("--ttl-succeeded", type=float, help="Seconds after which a succeeded job whose spec is gone is collected.")
+@click.option("--ttl-failed", type=float, help="The same for failed and stopped jobs.")
+@click.option("--artifacts", type=click.Choice(["keep", "archive", "delete"]),
+              help="What collection does with logs/results/progress/outputs (default keep).")
 @click.option("--log-level", default="info", show_default=True)
 def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bool, token_file: Path | None,
         workers: int | None, resync_seconds: float | None, default_network: str | None, poll_specs: bool | None,
-        log_level: str) -> None:
+        ttl_succeeded: float | None, ttl_failed: float | None, artifacts: str | None, log_level: str) -> None:
     """Run the controller (and the API) in the foreground. Ctrl-C stops the controller, not the jobs.
 
     \b
@@ -51,7 +55,8 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
     log = structlog.get_logger("opeva")
     settings = Settings.from_env(data_dir=data_dir, specs_dir=specs_dir, workers=workers,
                                  resync_seconds=resync_seconds, default_network=default_network,
-                                 poll_specs=poll_specs)
+                                 poll_specs=poll_specs, ttl_succeeded=ttl_succeeded, ttl_failed=ttl_failed,
+                                 artifacts=artifacts)
     token = token_file.read_text().strip() if token_file else os.environ.get("OPEVA_API_TOKEN") or None
     if not no_api:
         from api.server import check_bind

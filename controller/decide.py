@@ -54,6 +54,8 @@ class Facts:
     daemon_started_at: datetime | None = None
     outages: tuple[tuple[datetime, datetime], ...] = ()  # spans when the controller saw the engine gone
     keep_finished_containers: bool = False
+    ttl_succeeded: float | None = None  # seconds after finishing before a spec-less record is collected
+    ttl_failed: float | None = None
 
 
 # ---- outputs --------------------------------------------------------------------------------------------------
@@ -80,7 +82,14 @@ class Remove:
     container: str
 
 
-Action = Create | Start | Stop | Remove
+@dataclass(frozen=True)
+class Collect:
+    """Remove the job's record; its artifacts go as the controller's retention setting says."""
+
+    phase: str
+
+
+Action = Create | Start | Stop | Remove | Collect
 
 
 @dataclass
@@ -211,6 +220,26 @@ class _Sync:
                 st.finishedAt = st.finishedAt or self.now
             st.set_condition("Running", "False", "SpecDeleted", None, self.now)
             self.event("SpecDeleted", "spec file removed; job stopped, record and artifacts kept")
+        if not containers:
+            self.collect_when_due()
+
+    def collect_when_due(self) -> None:
+        """A finished job whose spec is gone is collected once its TTL has passed (never while anything runs)."""
+        st = self.st
+        if st.phase == "Succeeded":
+            ttl = st.ttlSecondsAfterFinished if st.ttlSecondsAfterFinished is not None else self.facts.ttl_succeeded
+        elif st.phase in ("Failed", "Stopped"):
+            ttl = st.ttlSecondsAfterFinished if st.ttlSecondsAfterFinished is not None else self.facts.ttl_failed
+        else:
+            return
+        if ttl is None:
+            return
+        st.finishedAt = st.finishedAt or self.now
+        left = (st.finishedAt + timedelta(seconds=ttl) - self.now).total_seconds()
+        if left > 0:
+            self.requeue_in(left)
+        else:
+            self.actions.append(Collect(st.phase))
 
     def invalid_spec(self, error: str) -> None:
         """A broken file never stops a running container (a typo must not kill a three-day training)."""
@@ -252,6 +281,7 @@ class _Sync:
         st = self.st
         st.labels = dict(m.metadata.labels)
         st.specFile = self.desired.spec_file
+        st.ttlSecondsAfterFinished = spec.ttlSecondsAfterFinished
         if (cond := st.condition("SpecValid")) and cond.status == "False":
             st.set_condition("SpecValid", "True", "Valid", None, self.now)
             if st.reason == "InvalidSpec":

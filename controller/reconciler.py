@@ -17,6 +17,7 @@ from .containercache import ContainerCache
 from .hooks import AttemptHooks, NoHooks
 from .decide import (
     LABEL_RUN_ID,
+    Collect,
     Create,
     Decision,
     Desired,
@@ -45,7 +46,7 @@ from .runtime.base import (
     Runtime,
 )
 from .settings import Settings
-from .status import JobStatus, utcnow
+from .status import JobStatus, iso, utcnow
 from .store import DataStore
 
 log = structlog.get_logger("opeva.reconcile")
@@ -134,8 +135,10 @@ class Reconciler:
 
     # ---- one reconcile ----------------------------------------------------------------------------------
     def facts(self) -> Facts:
-        return Facts(now=utcnow(), instance=self.instance, boot_time=self.boot_time, daemon_started_at=self.daemon_started_at,
-                     outages=self.outages, keep_finished_containers=self.settings.keep_finished_containers)
+        return Facts(now=utcnow(), instance=self.instance, boot_time=self.boot_time,
+                     daemon_started_at=self.daemon_started_at, outages=self.outages,
+                     keep_finished_containers=self.settings.keep_finished_containers,
+                     ttl_succeeded=self.settings.ttl_succeeded, ttl_failed=self.settings.ttl_failed)
 
     def observe(self, name: str, recorded: JobStatus | None) -> Observed:
         containers = self.cache.for_job(name)
@@ -171,6 +174,8 @@ class Reconciler:
                 self._refresh(action.container)
             elif isinstance(action, Stop):
                 self._stop_async(name, action)
+            elif isinstance(action, Collect):
+                self._collect(decision.status)
             elif isinstance(action, Remove):
                 self.runtime.remove(action.container)
                 self.cache.drop(action.container)
@@ -179,6 +184,14 @@ class Reconciler:
         return requeue
 
     # ---- actions ----------------------------------------------------------------------------------------
+    def _collect(self, status: JobStatus) -> None:
+        archive = self.store.collect_job(status.name, self.settings.artifacts, iso(status.finishedAt) or "")
+        with self._status_lock:
+            self._statuses.pop(status.name, None)
+        self.index_dirty.set()
+        log.info("job_collected", job=status.name, phase=status.phase, artifacts=self.settings.artifacts,
+                 archive=str(archive) if archive else None)
+
     def _refresh(self, container: str) -> None:
         info = self.runtime.inspect(container)
         if info is None:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+ARTIFACT_POLICIES = ("keep", "archive", "delete")
+
+
 def _env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
@@ -24,6 +27,9 @@ class Settings:
     poll_specs: bool = False  # poll the specs folder instead of inotify (network shares)
     poll_interval: float = 2.0
     docker_url: str | None = None
+    ttl_succeeded: float | None = None  # collect spec-less succeeded records after this many seconds
+    ttl_failed: float | None = None  # the same for failed and stopped ones
+    artifacts: str = "keep"  # what collection does with logs/results/progress/outputs: keep | archive | delete
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -38,6 +44,12 @@ class Settings:
             keep_finished_containers=_env_bool("OPEVA_KEEP_FINISHED_CONTAINERS", False),
             poll_specs=_env_bool("OPEVA_POLL_SPECS", False),
             docker_url=env.get("DOCKER_HOST") or None,
+            ttl_succeeded=float(env["OPEVA_TTL_SUCCEEDED"]) if env.get("OPEVA_TTL_SUCCEEDED") else None,
+            ttl_failed=float(env["OPEVA_TTL_FAILED"]) if env.get("OPEVA_TTL_FAILED") else None,
+            artifacts=env.get("OPEVA_ARTIFACTS", "keep"),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["artifacts"] not in ARTIFACT_POLICIES:
+            raise ValueError(f"artifacts policy must be one of {', '.join(ARTIFACT_POLICIES)}, "
+                             f"not {values['artifacts']!r}")
         return cls(**values)

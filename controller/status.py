@@ -87,6 +87,7 @@ class JobStatus(_Model):
     stopping: StopIntent | None = None
     specFile: str | None = None  # relative to the specs folder, so the API can rewrite control fields
     labels: dict[str, str] = Field(default_factory=dict)
+    ttlSecondsAfterFinished: int | None = None  # from the spec, kept for when the spec is gone
     conditions: list[Condition] = Field(default_factory=list)
     history: list[AttemptRecord] = Field(default_factory=list)
     runHistoryStart: int = 0  # history[runHistoryStart:] are the current run's attempts

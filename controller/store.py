@@ -10,7 +10,9 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
+import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,10 +183,39 @@ class DataStore:
         except FileNotFoundError:
             return
 
-    def remove_job_record(self, name: str) -> None:
-        import shutil
+    def collect_job(self, name: str, artifacts: str, finished_at: str) -> Path | None:
+        """Remove a job's record. Artifacts are kept in place, archived whole to DATA/archive/, or deleted.
 
-        shutil.rmtree(self.job_dir(name), ignore_errors=True)
+        The status file goes last, so a crash part-way leaves a record that is collected again, never half a job.
+        """
+        d = self.job_dir(name)
+        archive = None
+        if artifacts == "archive":
+            archive_dir = self.root / "archive"
+            archive_dir.mkdir(exist_ok=True)
+            stamp = finished_at.replace(":", "").replace("-", "")
+            archive = archive_dir / f"{name}-{stamp}.tar.gz"
+            tmp = archive_dir / f".{archive.name}.tmp"
+            try:
+                with tarfile.open(tmp, "w:gz") as tar:
+                    tar.add(d, arcname=name)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, archive)
+            except OSError as err:
+                tmp.unlink(missing_ok=True)
+                raise StoreError(f"cannot archive {d} to {archive}: {err.strerror or err}") from err
+        if artifacts in ("archive", "delete"):
+            for entry in d.iterdir():
+                if entry.name != "status.json":
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            self.status_path(name).unlink(missing_ok=True)
+            d.rmdir()
+        else:
+            for record in ("job_info.json", "events.jsonl", "status.json"):
+                (d / record).unlink(missing_ok=True)
+        (self.state_dir / "cursors" / f"{name}.json").unlink(missing_ok=True)
+        return archive
 
     # ---- index and heartbeat -----------------------------------------------------------------------------
     def write_job_track(self, statuses: dict[str, JobStatus]) -> None:
