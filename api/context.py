@@ -1,0 +1,38 @@
+"""What every route needs: the data folder, the list index and the specs folder, bundled per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from controller.store import DataStore
+
+from .errors import not_found
+from .index import JobIndex
+from .specfiles import SpecFiles
+
+
+@dataclass
+class ApiContext:
+    store: DataStore
+    index: JobIndex
+    specs: SpecFiles
+    token: str | None
+    max_body: int
+
+    def job_known(self, name: str) -> bool:
+        """A job exists if the controller has a record of it or a spec file defines it."""
+        return self.store.job_dir(name).is_dir() or self.specs.find(name) is not None
+
+    def require_job(self, name: str) -> None:
+        if not self.job_known(name):
+            raise not_found(name)
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]

@@ -1,0 +1,153 @@
+"""Request and response shapes, as they appear in the OpenAPI document (/docs)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.spec import MAX_NAME, NAME_RE
+
+JobName = Annotated[str, Path(pattern=NAME_RE.pattern, max_length=MAX_NAME, examples=["ppo-seed-42"],
+                              description="The job's name (metadata.name), a DNS-1123 label.")]
+JobId = Annotated[str, Path(pattern=NAME_RE.pattern, max_length=MAX_NAME, examples=["ppo-seed-42"],
+                            description="The job's id, which is its name (a DNS-1123 label).")]
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What is wrong, in words meant for the user.")
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "job 'ppo-seed-42' not found"}]})
+
+
+class WriteResult(BaseModel):
+    """The outcome of a write: which spec file changed and how. The controller acts on it asynchronously."""
+
+    name: str
+    action: Literal["created", "updated", "unchanged", "deleted"]
+    specFile: str = Field(description="Path of the spec file, relative to the specs folder.")
+    generation: str | None = Field(None, description="Hash of the run-defining part of the spec now in the file.")
+    suspend: bool | None = None
+    runId: str | None = None
+    message: str
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "ppo-seed-42", "action": "created", "specFile": "ppo-seed-42.yaml", "generation": "3f2a9c1d4b5e6f70",
+         "suspend": False, "runId": None, "message": "spec file ppo-seed-42.yaml created"}]})
+
+
+class JobListItem(BaseModel):
+    """One job in `GET /jobs`: the seed's keys (`job_id`, `status`, `job_info`) and the controller's index row."""
+
+    job_id: str
+    name: str
+    status: str = Field(description="The seed's word: queued, running, finished, failed, stopped (unknown if none).")
+    phase: str | None = Field(description="Pending, Running, Succeeded, Failed or Stopped.")
+    reason: str | None
+    attempts: int | None
+    labels: dict[str, str]
+    updated_at: str | None
+    container_id: str | None
+    container_name: str | None
+    job_info: dict[str, Any] = Field(description="The job's job_info.json (image, container, MLflow ids, times).")
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"job_id": "ppo-seed-42", "name": "ppo-seed-42", "status": "running", "phase": "Running", "reason": None,
+         "attempts": 1, "labels": {"experiment": "citylearn"}, "updated_at": "2026-11-27T20:41:00Z",
+         "container_id": "4f1c2e...", "container_name": "opeva-ppo-seed-42-3f2a9c1d-1",
+         "job_info": {"image": "calof/opeva_simulator:latest"}}]})
+
+
+class JobMetadata(BaseModel):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class JobDetail(BaseModel):
+    """Spec and status of one job, Kubernetes style."""
+
+    apiVersion: Literal["opeva/v1"] = "opeva/v1"
+    kind: Literal["Job"] = "Job"
+    metadata: JobMetadata
+    spec: dict[str, Any] | None = Field(description="The spec as written in its file (defaults omitted); null when "
+                                                    "the spec file is gone or invalid.")
+    specFile: str | None = Field(description="The spec file, relative to the specs folder.")
+    specError: str | None = Field(description="Why the spec file cannot be used, if it cannot.")
+    status: dict[str, Any] | None = Field(description="status.json as the controller wrote it; null before the "
+                                                      "controller has seen the job.")
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": "ppo-seed-42", "labels": {"experiment": "x"}},
+         "spec": {"image": "calof/opeva_simulator:latest", "args": ["--config", "/data/configs/ppo.yaml"]},
+         "specFile": "ppo-seed-42.yaml", "specError": None,
+         "status": {"name": "ppo-seed-42", "phase": "Running", "reason": None, "attempts": 1}}]})
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"time": "2026-11-27T20:41:00Z", "type": "Normal", "reason": "Started", "message": "attempt 1 started",
+         "attempt": 1}]})
+
+
+class ControllerHealth(BaseModel):
+    alive: bool = Field(description="True when the controller's heartbeat is fresh.")
+    heartbeatAge: float | None = Field(description="Seconds since the last heartbeat; null if there is none.")
+    time: str | None
+    pid: int | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"] = Field(description="ok when the controller is alive and Docker answers.")
+    api: Literal["ok"] = "ok"
+    controller: ControllerHealth
+    docker: bool | None = Field(description="Whether Docker answered the controller (null: unknown, no fresh "
+                                            "heartbeat).")
+    phases: dict[str, int] = Field(description="How many jobs are in each phase.")
+    jobs: int
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "ok", "api": "ok", "controller": {"alive": True, "heartbeatAge": 1.2,
+                                                     "time": "2026-11-27T20:41:00Z", "pid": 4242},
+         "docker": True, "phases": {"Pending": 0, "Running": 2, "Succeeded": 5, "Failed": 1, "Stopped": 0},
+         "jobs": 8}]})
+
+
+class RunSimulationRequest(BaseModel):
+    """The seed's launch request. Any other key is a free parameter, passed to the job as an environment variable
+    named after the key in upper case (`{"param1": "a"}` -> `PARAM1=a`)."""
+
+    config_path: str | None = Field(None, description="Config file, relative to the data folder (e.g. "
+                                                      "configs/ppo.yaml).")
+    config_file: str | None = Field(None, description="Config file name inside DATA/configs/ (the seed's older "
+                                                      "field).")
+    job_name: str | None = Field(None, description="A human name; the job id is derived from it plus a random "
+                                                   "suffix.")
+    image: str | None = Field(None, description="Full image reference; default calof/opeva_simulator:latest.")
+    image_tag: str | None = Field(None, description="Tag of the default image, used when `image` is not given.")
+    target_host: str | None = Field(None, description="Accepted for compatibility; jobs run on this controller's "
+                                                      "Docker.")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"config_path": "configs/ppo.yaml", "job_name": "PPO seed 42", "image_tag": "latest", "seed": 42}]})
+
+
+class RunSimulationResponse(BaseModel):
+    job_id: str
+    job_name: str
+    status: str = Field(description="The seed's word for the job's state (queued right after launch).")
+    phase: str
+    container_id: str | None = Field(description="Always null here: the controller starts the container.")
+    host: str
+    spec_file: str
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"job_id": "ppo-seed-42-1a2b3c4d", "job_name": "ppo-seed-42-1a2b3c4d", "status": "queued",
+         "phase": "Pending", "container_id": None, "host": "local", "spec_file": "ppo-seed-42-1a2b3c4d.yaml"}]})
+
+
+class SeedStatus(BaseModel):
+    job_id: str
+    status: str = Field(description="queued, running, finished, failed or stopped.")
+    phase: str
+    reason: str | None
+    message: str | None
+
+
+class SeedStop(BaseModel):
+    job_id: str
+    message: str
+    action: Literal["updated", "unchanged"]

@@ -1,0 +1,210 @@
+"""The job resource: list, apply, read, delete, stop/resume/rerun, events, progress, result.
+
+Writes go to spec files (see api/specfiles.py); reads come from the data folder. Nothing here talks to Docker.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from controller.status import utcnow
+from controller.store import read_json
+
+from ..context import ApiContext, Ctx
+from ..errors import ApiError, not_found
+from ..index import normalize_phase, parse_label_selector
+from ..jobfiles import read_json_file
+from ..models import Event, JobDetail, JobListItem, JobName, WriteResult
+from ..specfiles import WriteOutcome, body_format
+
+router = APIRouter(tags=["jobs"])
+
+_EXAMPLE_YAML = """apiVersion: opeva/v1
+kind: Job
+metadata:
+  name: ppo-seed-42
+  labels: {experiment: citylearn}
+spec:
+  image: calof/opeva_simulator:latest
+  args: [--config, /data/configs/ppo.yaml, --job_id, ppo-seed-42]
+  env: {SEED: "42"}
+"""
+_EXAMPLE_JSON = {"apiVersion": "opeva/v1", "kind": "Job",
+                 "metadata": {"name": "ppo-seed-42", "labels": {"experiment": "citylearn"}},
+                 "spec": {"image": "calof/opeva_simulator:latest", "env": {"SEED": "42"}}}
+SPEC_BODY = {"requestBody": {"required": True, "description": "A job spec (apiVersion opeva/v1, kind Job), as YAML or "
+                             "JSON, validated exactly as a spec file dropped into the specs folder.",
+                             "content": {
+                                 "application/json": {"schema": {"$ref": "#/components/schemas/JobManifest"},
+                                                      "example": _EXAMPLE_JSON},
+                                 "application/yaml": {"schema": {"$ref": "#/components/schemas/JobManifest"},
+                                                      "example": _EXAMPLE_YAML}}}}
+MAX_PAGE = 1000
+
+
+def write_result(outcome: WriteOutcome) -> dict[str, Any]:
+    m = outcome.manifest
+    return {"name": outcome.name, "action": outcome.action, "specFile": outcome.spec_file,
+            "generation": m.generation if m else None, "suspend": m.spec.suspend if m else None,
+            "runId": m.spec.runId if m else None, "message": outcome.message}
+
+
+# ---- list ------------------------------------------------------------------------------------------------------
+@router.get("/jobs", response_model=list[JobListItem], summary="List jobs (filters, pagination)",
+            response_description="Jobs sorted by name. `X-Total-Count` holds the number of matching jobs; "
+                                 "`X-Continue` (when present) is the `continue` value that fetches the next page.",
+            responses={200: {"headers": {
+                "X-Total-Count": {"schema": {"type": "integer"}, "description": "Matching jobs, all pages."},
+                "X-Continue": {"schema": {"type": "string"}, "description": "Token for the next page."}}}})
+def list_jobs(
+    ctx: Ctx,
+    request: Request,
+    phase: Annotated[list[str] | None, Query(description="Keep jobs in these phases (Pending, Running, Succeeded, "
+                                                         "Failed, Stopped, or the seed's words). Repeatable.")] = None,
+    label: Annotated[list[str] | None, Query(description="Label requirement `key=value` or `key` (present). "
+                                                         "Repeatable, comma-separated; all must hold.")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE, description="Page size; without it, all jobs "
+                                                                      "(the seed's behaviour).")] = None,
+    continue_: Annotated[str | None, Query(alias="continue", max_length=63, description="Return jobs after this "
+                                                                                        "name (from X-Continue).")]
+    = None,
+) -> JSONResponse:
+    phases: set[str] | None = None
+    if phase:
+        phases = set()
+        for raw in (p for value in phase for p in value.split(",") if p.strip()):
+            norm = normalize_phase(raw)
+            if norm is None:
+                raise ApiError(422, f"phase {raw!r} is not one of Pending, Running, Succeeded, Failed, Stopped "
+                                    "(or queued, running, finished, failed, stopped)")
+            phases.add(norm)
+    try:
+        selector = parse_label_selector(label or [])
+    except ValueError as err:
+        raise ApiError(422, str(err)) from None
+    page = ctx.index.query(phases, selector, limit, continue_)
+    items = [{**row, "job_info": _job_info(ctx, row["name"])} for row in page.items]
+    headers = {"X-Total-Count": str(page.total)}
+    if page.next_after:
+        headers["X-Continue"] = page.next_after
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "continue"]
+        headers["Link"] = f'<{request.url.path}?{urlencode(params + [("continue", page.next_after)])}>; rel="next"'
+    return JSONResponse(items, headers=headers)
+
+
+def _job_info(ctx: ApiContext, name: str) -> dict[str, Any]:
+    info = read_json(ctx.store.job_dir(name) / "job_info.json")
+    return info if isinstance(info, dict) else {}
+
+
+# ---- create / apply --------------------------------------------------------------------------------------------
+@router.post("/jobs", response_model=WriteResult, status_code=201, summary="Create a job (409 if it exists)",
+             openapi_extra=SPEC_BODY)
+async def create_job(ctx: Ctx, request: Request) -> JSONResponse:
+    body = await request.body()
+    fmt = body_format(request.headers.get("content-type"), body)
+    name = _name_in_body(body, fmt)
+    outcome = await run_in_threadpool(ctx.specs.apply, name, body, fmt, create_only=True)
+    return JSONResponse(write_result(outcome), status_code=201)
+
+
+@router.put("/jobs/{name}", response_model=WriteResult, summary="Apply a job: create or update (idempotent)",
+            responses={201: {"model": WriteResult, "description": "Created: a new spec file."}},
+            response_description="Updated, or unchanged when the spec is identical to the file's.",
+            openapi_extra=SPEC_BODY)
+async def apply_job(name: JobName, ctx: Ctx, request: Request) -> JSONResponse:
+    body = await request.body()
+    fmt = body_format(request.headers.get("content-type"), body)
+    outcome = await run_in_threadpool(ctx.specs.apply, name, body, fmt)
+    return JSONResponse(write_result(outcome), status_code=201 if outcome.action == "created" else 200)
+
+
+def _name_in_body(body: bytes, fmt: str) -> str:
+    """metadata.name of a POSTed spec, so the full validation can run against the right name."""
+    from controller.spec import SpecError, parse_text
+
+    try:
+        return parse_text(body, "request body", fmt).name
+    except SpecError as err:
+        raise ApiError(422, str(err)) from None
+
+
+# ---- read ------------------------------------------------------------------------------------------------------
+@router.get("/jobs/{name}", response_model=JobDetail, summary="A job's spec and status")
+def get_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
+    status = read_json(ctx.store.status_path(name))
+    status = status if isinstance(status, dict) else None
+    found = ctx.specs.find(name)
+    if status is None and found is None and not ctx.store.job_dir(name).is_dir():
+        raise not_found(name)
+    manifest = found.loaded.manifest if found else None
+    doc = manifest.to_document() if manifest else None
+    labels = manifest.metadata.labels if manifest else (status or {}).get("labels") or {}
+    return {"apiVersion": "opeva/v1", "kind": "Job",
+            "metadata": {"name": name, "labels": {str(k): str(v) for k, v in dict(labels).items()}},
+            "spec": doc["spec"] if doc else None,
+            "specFile": found.rel if found else (status or {}).get("specFile"),
+            "specError": found.loaded.error if found else None,
+            "status": status}
+
+
+@router.get("/jobs/{name}/events", response_model=list[Event], summary="A job's events, oldest first")
+def get_events(name: JobName, ctx: Ctx,
+               limit: Annotated[int | None, Query(ge=1, le=100000, description="Only the last N events.")] = None
+               ) -> list[dict[str, Any]]:
+    ctx.require_job(name)
+    return [e for e in ctx.store.read_events(name, limit) if isinstance(e, dict)]
+
+
+@router.get("/jobs/{name}/progress", summary="The job's progress/progress.json",
+            response_description="Whatever JSON the job wrote, e.g. {\"percent\": 45, \"stage\": \"training\"}.")
+def get_progress(name: JobName, ctx: Ctx) -> Any:
+    return _job_json(ctx, name, "progress", "progress.json", "has not reported progress yet")
+
+
+@router.get("/jobs/{name}/result", summary="The job's results/result.json",
+            response_description="Whatever JSON the job wrote as its result.")
+def get_result(name: JobName, ctx: Ctx) -> Any:
+    return _job_json(ctx, name, "results", "result.json", "has no result yet")
+
+
+def _job_json(ctx: ApiContext, name: str, folder: str, fname: str, missing: str) -> Any:
+    ctx.require_job(name)
+    found, value = read_json_file(ctx.store.job_dir(name) / folder / fname, ctx.store.root)
+    if not found:
+        raise ApiError(404, f"job {name!r} {missing} ({folder}/{fname} does not exist)")
+    return value
+
+
+# ---- delete and control ----------------------------------------------------------------------------------------
+@router.delete("/jobs/{name}", response_model=WriteResult, summary="Delete a job's spec file",
+               response_description="The spec file is gone; the controller stops a running container and keeps "
+                                     "the record (phase Stopped, reason SpecDeleted) and artifacts.")
+def delete_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
+    return write_result(ctx.specs.delete(name))
+
+
+@router.post("/jobs/{name}/stop", response_model=WriteResult, summary="Stop: set spec.suspend=true")
+def stop_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
+    return write_result(ctx.specs.set_control(name, {"suspend": True}, "stopped"))
+
+
+@router.post("/jobs/{name}/resume", response_model=WriteResult, summary="Resume: set spec.suspend=false")
+def resume_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
+    return write_result(ctx.specs.set_control(name, {"suspend": False}, "resumed"))
+
+
+@router.post("/jobs/{name}/rerun", response_model=WriteResult,
+             summary="Run again: set a new spec.runId (and spec.suspend=false)")
+def rerun_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
+    return write_result(ctx.specs.set_control(name, {"runId": new_run_id(), "suspend": False}, "rerun"))
+
+
+def new_run_id() -> str:
+    return f"{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
