@@ -17,6 +17,7 @@ from typing import Callable
 
 import structlog
 
+from .faults import crash_point
 from .runtime.base import ContainerInfo, Runtime, timestamp_ns
 from .status import iso, utcnow
 from .store import DataStore, atomic_write_json, read_json
@@ -28,10 +29,12 @@ LABEL_LOG_CAPTURE = "opeva.logCapture"
 
 class LogCapture:
     def __init__(self, store: DataStore, runtime: Runtime, on_complete: Callable[[str], None],
-                 persist_every: float = 0.5):
+                 on_retry: Callable[[str, float], None], persist_every: float = 0.5):
         self.store = store
         self.runtime = runtime
         self.on_complete = on_complete
+        self.on_retry = on_retry
+        self._failures: dict[str, tuple[int, float]] = {}  # container -> (failures, monotonic retry time)
         self.persist_every = persist_every
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
@@ -61,6 +64,9 @@ class LogCapture:
             t = self._threads.get(c.name)
             if t is not None and t.is_alive():
                 return
+            failed = self._failures.get(c.name)
+            if failed is not None and time.monotonic() < failed[1]:
+                return  # a failing capture (engine away, disk full) is retried with backoff, not in a loop
             t = threading.Thread(target=self._follow, args=(c,), name=f"logs-{c.name}", daemon=True)
             self._threads[c.name] = t
         t.start()
@@ -69,15 +75,24 @@ class LogCapture:
         with self._lock:
             self._complete.discard(container)
             self._threads.pop(container, None)
+            self._failures.pop(container, None)
 
     def _follow(self, c: ContainerInfo) -> None:
         try:
             complete = self._capture(c)
-        except Exception as err:  # the engine went away mid-stream: the next reconcile starts a new follower
-            log.warning("log_capture_interrupted", job=c.job, container=c.name, error=str(err))
-            complete = False
-        if complete:
+        except Exception as err:  # the engine went away or the disk is full: resume from the cursor later
             with self._lock:
+                n = self._failures.get(c.name, (0, 0.0))[0] + 1
+                delay = min(0.5 * 2 ** (n - 1), 30.0)
+                self._failures[c.name] = (n, time.monotonic() + delay)
+            if n == 1 or n % 10 == 0:
+                log.warning("log_capture_interrupted", job=c.job, container=c.name, error=str(err), failures=n,
+                            retry_in=delay)
+            self.on_retry(c.job, delay)
+            return
+        with self._lock:
+            self._failures.pop(c.name, None)
+            if complete:
                 self._complete.add(c.name)
         self.on_complete(c.job)
 
@@ -127,6 +142,7 @@ class LogCapture:
                     continue
                 os.pwrite(fd, payload, offset)
                 offset += len(payload)
+                crash_point("mid_log")
                 if t == ts:
                     count += 1
                 else:

@@ -52,7 +52,7 @@ class Controller:
         self.queue = WorkQueue()
         self.cache = ContainerCache()
         self.specs = SpecSource(self.store.specs_dir, self.store.root)
-        self.logs = LogCapture(self.store, runtime, on_complete=self.queue.add)
+        self.logs = LogCapture(self.store, runtime, on_complete=self.queue.add, on_retry=self.queue.add_after)
         self.hooks: AttemptHooks = hooks or NoHooks()
         self.reconciler = Reconciler(settings, self.store, runtime, self.specs, self.cache, self.logs,
                                      enqueue_after=self.queue.add_after, hooks=self.hooks)
@@ -95,7 +95,10 @@ class Controller:
             self._observer.stop()
         for t in self._threads:
             t.join(timeout=5)
-        self._write_index()
+        try:
+            self._write_index()
+        except StoreError as err:
+            log.warning("index_write_failed", error=str(err))
         self.hooks.close()
         if self._lock is not None:
             self._lock.release()
@@ -123,9 +126,15 @@ class Controller:
                         self._settled.pop(name, None)
                 if after is not None:
                     self.queue.add_after(name, after)
-            except (RuntimeUnavailable, StoreError) as err:
+            except RuntimeUnavailable as err:
+                # the engine is away: every job would say so; one line from the watcher is enough
                 delay = self.queue.add_rate_limited(name)
-                log.warning("reconcile_retry", job=name, error=str(err), retry_in=round(delay, 2))
+                (log.warning if self.docker_ok else log.debug)("reconcile_retry", job=name, error=str(err),
+                                                               retry_in=round(delay, 2))
+            except StoreError as err:
+                delay = self.queue.add_rate_limited(name)
+                if self.queue.failures(name) in (1, 10, 20):
+                    log.warning("reconcile_retry", job=name, error=str(err), retry_in=round(delay, 2))
             except Exception:
                 delay = self.queue.add_rate_limited(name)
                 log.exception("reconcile_failed", job=name, retry_in=round(delay, 2))
@@ -257,6 +266,7 @@ class Controller:
 
     def _recorder_loop(self) -> None:
         """Heartbeat for /health, and the derived job_track.json index, rewritten at most every 2 s."""
+        last_error, last_logged = "", 0.0
         while not self._stop.is_set():
             try:
                 if self.reconciler.index_dirty.is_set():
@@ -265,13 +275,15 @@ class Controller:
                 self.store.write_heartbeat({"docker": self.docker_ok, "phases": dict(phases),
                                             "queue": len(self.queue)})
             except StoreError as err:
-                log.warning("record_write_failed", error=str(err))
+                if str(err) != last_error or time.monotonic() - last_logged > 60:
+                    log.warning("record_write_failed", error=str(err))
+                    last_error, last_logged = str(err), time.monotonic()
             self._stop.wait(HEARTBEAT_SECONDS)
 
     def _write_index(self) -> None:
         self.reconciler.index_dirty.clear()
         try:
             self.store.write_job_track(self.reconciler.statuses())
-        except StoreError as err:
+        except StoreError:
             self.reconciler.index_dirty.set()
-            log.warning("index_write_failed", error=str(err))
+            raise

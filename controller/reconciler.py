@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from .containercache import ContainerCache
+from .faults import crash_point
 from .hooks import AttemptHooks, NoHooks
 from .decide import (
     LABEL_RUN_ID,
@@ -118,6 +119,8 @@ class Reconciler:
             for e in decision.events:
                 log.info(e.reason, job=new.name, attempt=e.attempt, message=e.message, type=e.type)
         if new != old:
+            if old is not None and len(new.history) > len(old.history):
+                crash_point("before_record")
             self.store.write_status(new)
             with self._status_lock:
                 self._statuses[new.name] = new
@@ -165,6 +168,8 @@ class Reconciler:
         decision = decide(desired, observed, recorded, self.facts())
         self._save(recorded, decision)
         requeue = decision.requeue_after
+        if decision.actions:
+            crash_point("after_intent")
         for action in decision.actions:
             if isinstance(action, Create):
                 after = self._create(desired, decision.status, action)
@@ -177,6 +182,7 @@ class Reconciler:
             elif isinstance(action, Collect):
                 self._collect(decision.status)
             elif isinstance(action, Remove):
+                crash_point("before_remove")
                 self.runtime.remove(action.container)
                 self.cache.drop(action.container)
                 self.logs.forget(action.container)
@@ -214,6 +220,7 @@ class Reconciler:
             self._save(status, fail_attempt_start(status, reason, str(err), utcnow()))
             self._remove_unstarted(action.container)
             return 0.0
+        crash_point("after_create")
         self.cache.update(info)
         log.info("container_created", job=m.name, container=info.name, attempt=action.attempt, state=info.state)
         return 0.0
