@@ -71,6 +71,11 @@ class LogCapture:
             self._threads[c.name] = t
         t.start()
 
+    def retry_now(self) -> None:
+        """The engine is back: failed captures may start again at once."""
+        with self._lock:
+            self._failures.clear()
+
     def forget(self, container: str) -> None:
         with self._lock:
             self._complete.discard(container)

@@ -17,11 +17,13 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from .capacity import machine_capacity
 from .containercache import ContainerCache
 from .hooks import AttemptHooks, NoHooks
 from .logcapture import LogCapture
 from .reconciler import Reconciler
 from .runtime.base import Runtime, RuntimeUnavailable
+from .scheduler import Scheduler
 from .settings import Settings
 from .specsource import SpecSource
 from .status import Event, utcnow
@@ -54,8 +56,11 @@ class Controller:
         self.specs = SpecSource(self.store.specs_dir, self.store.root)
         self.logs = LogCapture(self.store, runtime, on_complete=self.queue.add, on_retry=self.queue.add_after)
         self.hooks: AttemptHooks = hooks or NoHooks()
+        self.scheduler = Scheduler(machine_capacity(
+            cpus=settings.cpus, memory=settings.memory, gpus=settings.gpus, reserve_cpus=settings.reserve_cpus,
+            reserve_memory=settings.reserve_memory, max_running=settings.max_running, queues=settings.queues))
         self.reconciler = Reconciler(settings, self.store, runtime, self.specs, self.cache, self.logs,
-                                     enqueue_after=self.queue.add_after, hooks=self.hooks)
+                                     enqueue_after=self.queue.add_after, hooks=self.hooks, scheduler=self.scheduler)
         self._stop = threading.Event()
         self._scan_wake = threading.Event()
         self._resync_wake = threading.Event()
@@ -77,6 +82,8 @@ class Controller:
         log.info("controller_starting", data=str(self.store.root), specs=str(self.store.specs_dir), recorded_jobs=n,
                  workers=self.settings.workers)
         self.resync(full=True)
+        self.reconciler.prime_capacity()
+        log.info("capacity", **self.scheduler.capacity.describe())
         for i in range(self.settings.workers):
             self._spawn(self._worker, f"worker-{i}")
         self._spawn(self._scan_loop, "spec-scanner")
@@ -236,6 +243,7 @@ class Controller:
             self.reconciler.outages = (self.reconciler.outages + (span,))[-20:]
             log.info("docker_reachable", outage_seconds=round((span[1] - span[0]).total_seconds(), 1))
             self._outage_since = None
+            self.logs.retry_now()
         self.docker_ok = True
 
     def _events_loop(self) -> None:
@@ -273,7 +281,7 @@ class Controller:
                     self._write_index()
                 phases = Counter(s.phase for s in self.reconciler.statuses().values())
                 self.store.write_heartbeat({"docker": self.docker_ok, "phases": dict(phases),
-                                            "queue": len(self.queue)})
+                                            "queue": len(self.queue), "capacity": self.scheduler.summary()})
             except StoreError as err:
                 if str(err) != last_error or time.monotonic() - last_logged > 60:
                     log.warning("record_write_failed", error=str(err))

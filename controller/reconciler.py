@@ -7,6 +7,7 @@ disk before Docker is asked to create X, so a crash between the two is resolved 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,11 +47,14 @@ from .runtime.base import (
     NameConflict,
     Runtime,
 )
+from .scheduler import LABEL_QUEUE, WAIT_REASONS, Scheduler, Wake, pending_job
 from .settings import Settings
-from .status import JobStatus, iso, utcnow
+from .status import SEED_STATUS, JobStatus, iso, utcnow
 from .store import DataStore
 
 log = structlog.get_logger("opeva.reconcile")
+
+POSITION_REFRESH_DELAY = 1.0  # seconds: waiting jobs whose place moved rewrite their status, coalesced
 
 
 def host_boot_time() -> datetime | None:
@@ -64,7 +68,8 @@ def host_boot_time() -> datetime | None:
 
 class Reconciler:
     def __init__(self, settings: Settings, store: DataStore, runtime: Runtime, specs, cache: ContainerCache,
-                 logs: LogCapture, enqueue_after, hooks: AttemptHooks | None = None):
+                 logs: LogCapture, enqueue_after, hooks: AttemptHooks | None = None,
+                 scheduler: Scheduler | None = None):
         self.settings = settings
         self.store = store
         self.runtime = runtime
@@ -73,6 +78,7 @@ class Reconciler:
         self.logs = logs
         self.enqueue_after = enqueue_after
         self.hooks: AttemptHooks = hooks or NoHooks()
+        self.scheduler = scheduler
         self.boot_time = host_boot_time()
         self.daemon_started_at: datetime | None = None
         self.outages: tuple[tuple[datetime, datetime], ...] = ()
@@ -125,6 +131,11 @@ class Reconciler:
             with self._status_lock:
                 self._statuses[new.name] = new
             self.index_dirty.set()
+            if old is None or (old.phase, old.containerId) != (new.phase, new.containerId):
+                self.store.write_job_info(new.name, {
+                    "status": SEED_STATUS[new.phase], "phase": new.phase, "reason": new.reason,
+                    "exit_code": new.exitCode, "started_at": iso(new.startedAt), "finished_at": iso(new.finishedAt),
+                    "submitted_at": iso(new.submittedAt)})
             for record in new.history[len(old.history) if old else 0:]:
                 self._hook(self.hooks.after_finish, new, record)
 
@@ -165,8 +176,13 @@ class Reconciler:
         if recorded is None and not desired.exists and not self.cache.for_job(name):
             return None
         observed = self.observe(name, recorded)
-        decision = decide(desired, observed, recorded, self.facts())
+        facts = self.facts()
+        decision = decide(desired, observed, recorded, facts)
+        if self.scheduler is not None:
+            decision, observed = self._admit(desired, observed, recorded, facts, decision)
         self._save(recorded, decision)
+        if self.scheduler is not None:
+            self._settle_capacity(name, observed, decision)
         requeue = decision.requeue_after
         if decision.actions:
             crash_point("after_intent")
@@ -188,6 +204,45 @@ class Reconciler:
                 self.logs.forget(action.container)
                 log.info("container_removed", job=name, container=action.container)
         return requeue
+
+    # ---- capacity ---------------------------------------------------------------------------------------
+    def _admit(self, desired: Desired, observed: Observed, recorded: JobStatus | None, facts: Facts,
+               decision: Decision) -> tuple[Decision, Observed]:
+        """A decision that would create a container is taken again with the scheduler's answer."""
+        create = next((a for a in decision.actions if isinstance(a, Create)), None)
+        if create is None or desired.manifest is None or decision.status is None:
+            return decision, observed
+        job = pending_job(desired.manifest, decision.status.submittedAt)
+        observed = dataclasses.replace(observed, admission=self.scheduler.admit(job, create.container))
+        return decide(desired, observed, recorded, facts), observed
+
+    def _settle_capacity(self, name: str, observed: Observed, decision: Decision) -> None:
+        """Before acting: an ended attempt gives back its share now, and the jobs that may start are woken."""
+        creating = any(isinstance(a, Create) for a in decision.actions)
+        live = next((c for c in observed.containers if c.running or c.state == "created"), None)
+        waiting = observed.admission is not None and observed.admission.verdict == "Waiting" and not creating
+        self._wake(name, self.scheduler.settle(name, live, waiting, creating))
+
+    def _wake(self, name: str, wake: Wake) -> None:
+        for other in wake.now:
+            if other != name:
+                self.enqueue_after(other, 0)
+        for other in wake.later:
+            if other != name:
+                self.enqueue_after(other, POSITION_REFRESH_DELAY)
+
+    def prime_capacity(self) -> None:
+        """At start, before any job is looked at: reservations rebuilt from the live containers (so a restart never
+        over-commits), and the jobs recorded as waiting back in their places (so order survives a restart)."""
+        if self.scheduler is None:
+            return
+        self.scheduler.rebuild(c for job in self.cache.jobs() for c in self.cache.for_job(job))
+        waiting = []
+        for name, st in self.statuses().items():
+            desired = self.specs.desired(name)
+            if st.phase == "Pending" and st.reason in WAIT_REASONS and desired.manifest is not None:
+                waiting.append(pending_job(desired.manifest, st.submittedAt))
+        self.scheduler.enqueue(waiting)
 
     # ---- actions ----------------------------------------------------------------------------------------
     def _collect(self, status: JobStatus) -> None:
@@ -219,9 +274,17 @@ class Reconciler:
             reason = "ImageNotFound" if isinstance(err, ImageMissing) else "CreateFailed"
             self._save(status, fail_attempt_start(status, reason, str(err), utcnow()))
             self._remove_unstarted(action.container)
+            if self.scheduler is not None:
+                self._wake(m.name, self.scheduler.release(m.name))
             return 0.0
         crash_point("after_create")
         self.cache.update(info)
+        self.store.write_job_info(m.name, {
+            "job_id": m.name, "image": m.spec.image, "command": m.spec.command, "args": m.spec.args,
+            "labels": dict(m.metadata.labels), "generation": m.generation, "run_id": m.spec.runId,
+            "attempt": action.attempt, "container_name": info.name, "container_id": info.id,
+            "created_at": iso(info.created_at), "spec_file": status.specFile,
+            "log_file": f"logs/{m.name}.log" if m.spec.logCapture else f"logs/{m.name}.stdout.log"})
         log.info("container_created", job=m.name, container=info.name, attempt=action.attempt, state=info.state)
         return 0.0
 
@@ -243,6 +306,8 @@ class Reconciler:
             labels[LABEL_RUN_ID] = spec.runId
         if not spec.logCapture:
             labels[LABEL_LOG_CAPTURE] = "false"
+        if spec.queue:
+            labels[LABEL_QUEUE] = spec.queue
         job_dir = f"/data/jobs/{name}"
         env = {**spec.env, **(extra_env or {}), "OPEVA_JOB_ID": name, "OPEVA_JOB_DIR": job_dir,
                "OPEVA_ATTEMPT": str(action.attempt)}
@@ -255,7 +320,7 @@ class Reconciler:
             name=action.container, image=spec.image, labels=labels, env=env, mounts=tuple(mounts),
             entrypoint=spec.command, command=spec.args, working_dir=spec.workingDir,
             network=spec.network or self.settings.default_network, cpus=spec.resources.cpus,
-            memory=spec.resources.memory_bytes, stop_grace=spec.terminationGracePeriodSeconds)
+            memory=spec.resources.memory_bytes, gpu_ids=action.gpu_ids, stop_grace=spec.terminationGracePeriodSeconds)
 
     def _stop_async(self, name: str, action: Stop) -> None:
         """Stops wait out a grace period, so they run beside the workers; one at a time per container."""

@@ -16,3 +16,11 @@ def docker_engine() -> None:
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine answers; run scripts/ensure-docker.sh (see README)")
     subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh")], check=True)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """An empty data folder with its specs folder."""
+    d = tmp_path / "data"
+    (d / "specs").mkdir(parents=True)
+    return d

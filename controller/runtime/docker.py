@@ -42,6 +42,10 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
                 run=labels.get(LABEL_RUN, ""), attempt=int(labels.get(LABEL_ATTEMPT, "0") or 0), labels=labels)
     if isinstance(state, dict):
         status = state.get("Status", "")
+        host = attrs.get("HostConfig") or {}
+        nano, period = host.get("NanoCpus") or 0, host.get("CpuPeriod") or 100_000
+        cpus = nano / 1e9 if nano else (host["CpuQuota"] / period if (host.get("CpuQuota") or 0) > 0 else None)
+        gpus = tuple(str(d) for r in host.get("DeviceRequests") or [] for d in r.get("DeviceIDs") or [])
         return ContainerInfo(
             **base, state=status,
             exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
@@ -49,7 +53,8 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
             created_at=parse_engine_time(attrs.get("Created")),
             started_at=parse_engine_time(state.get("StartedAt")),
             finished_at=parse_engine_time(state.get("FinishedAt")),
-            stop_grace=(attrs.get("Config") or {}).get("StopTimeout"))
+            stop_grace=(attrs.get("Config") or {}).get("StopTimeout"),
+            cpus=cpus, memory=host.get("Memory") or None, gpu_ids=gpus)
     return ContainerInfo(**base, state=state or "unknown")
 
 
@@ -181,9 +186,14 @@ class DockerRuntime:
                 raise RuntimeUnavailable(f"remove {name}: {err.explanation or err}") from err
 
     def events(self) -> Iterator[EngineEvent]:
-        """Container events of managed containers; ends (or raises) when the engine goes away."""
+        """Container events of our containers. Connects now (raising if the engine is away); the iterator ends or
+        raises when the engine goes away."""
         stream = self._call(self._api.events, decode=True,
                             filters={"type": "container", "label": self._scope})
+        return self._engine_events(stream)
+
+    @staticmethod
+    def _engine_events(stream) -> Iterator[EngineEvent]:
         for ev in stream:
             action = (ev.get("Action") or ev.get("status") or "").split(":")[0]
             if action not in WATCHED_ACTIONS:

@@ -14,13 +14,6 @@ def _engine(docker_engine):
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    (d / "specs").mkdir(parents=True)
-    return d
-
-
-@pytest.fixture
 def controller(data: Path):
     """A running controller on `data`; stopped (not the jobs) at the end."""
     proc = ControllerProcess(data).start()
