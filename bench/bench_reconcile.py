@@ -30,8 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from controller.spec import parse_document  # noqa: E402
-from controller.status import AttemptRecord, JobStatus, utcnow  # noqa: E402
+from bench.seed import seed_finished  # noqa: E402
 
 IMAGE = "opeva-test/busybox:latest"
 TAG = uuid.uuid4().hex[:6]
@@ -133,26 +132,6 @@ def bench_burst(client: docker.DockerClient, data: Path, m: int) -> tuple[float,
     return raw, ours
 
 
-def seed_finished(data: Path, k: int) -> None:
-    """K finished jobs as a controller would have left them: spec, status, events, log."""
-    now = utcnow()
-    for i in range(k):
-        name = f"done-{i:05d}"
-        doc = spec(name, ["echo done"])
-        drop(data, doc)
-        gen = parse_document(doc).generation
-        cname = f"opeva-x-{name}-{gen[:8]}-1"
-        st = JobStatus(name=name, phase="Succeeded", reason="Completed", observedGeneration=gen, attempts=1,
-                       exitCode=0, containerName=cname, containerId="0" * 64, submittedAt=now, startedAt=now,
-                       finishedAt=now, updatedAt=now, specFile=f"{name}.yaml", labels=dict(LABEL),
-                       history=[AttemptRecord(attempt=1, generation=gen, containerName=cname, startedAt=now,
-                                              finishedAt=now, exitCode=0, outcome="Succeeded", reason="Completed")])
-        d = data / "jobs" / name
-        (d / "logs").mkdir(parents=True)
-        (d / "status.json").write_text(json.dumps(st.model_dump(mode="json")))
-        (d / "logs" / f"{name}.log").write_text("done\n")
-
-
 def proc_cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -166,7 +145,7 @@ def proc_rss_mb(pid: int) -> float:
 
 
 def bench_idle(data: Path, k: int, window: float) -> tuple[float, float, float, float]:
-    seed_finished(data, k)
+    seed_finished(data, k, ["sh", "-c", "echo done"], IMAGE, LABEL)
     t0 = time.perf_counter()
     proc = start_controller(data, "--resync", "10")
     startup = time.perf_counter() - t0

@@ -16,10 +16,10 @@ from e2e.harness import read_json_file, read_status
 REPORT: list[dict] = []  # rows printed at the end of the session (see conftest.py)
 
 
-def counting_script(lines: int, delay: float = 0.05, code: int = 0) -> str:
-    """A job whose output can be checked line by line: line-1 .. line-N, then exit `code`."""
+def counting_script(lines: int, delay: float = 0.05, code: int = 0, then: str = "") -> str:
+    """A job whose output can be checked line by line: line-1 .. line-N, then `then`, then exit `code`."""
     return (f"i=1; while [ $i -le {lines} ]; do echo line-$i; i=$((i+1)); sleep {delay}; done; "
-            f"exit {code}")
+            f"{then + '; ' if then else ''}exit {code}")
 
 
 class EventRecorder:

@@ -71,9 +71,7 @@ def test_docker_daemon_restart_interrupts_and_reruns(data):
     ctl, rec, poll = start_with_recorders(data, [long_job, done_job])
     write_spec(data, shell_spec(done_job, counting_script(LINES, 0.01)))
     wait_phase(data, done_job, "Succeeded")
-    write_spec(data, shell_spec(long_job, counting_script(LINES, 0.05) + "; sleep 0", terminationGracePeriodSeconds=1,
-                                restartPolicy="Never"))
-    # the job sleeps between lines, so the restart lands mid-run; a longer first attempt makes that certain
+    # attempt 1 sleeps, so the restart lands mid-run; attempt 2 prints its lines and succeeds
     write_spec(data, shell_spec(long_job, f'[ "$OPEVA_ATTEMPT" = 1 ] && {{ echo line-1; sleep 300; }}; '
                                           f'{counting_script(LINES, 0.01)}', terminationGracePeriodSeconds=1))
     wait_for(lambda: (s := read_status(data, long_job)) and s["phase"] == "Running" and s, timeout=30,
@@ -124,7 +122,7 @@ def test_docker_unreachable_for_a_while(data, tmp_path):
     relay = SocketRelay(tmp_path / "docker.sock").start()
     during, before = job_name("away-during"), job_name("away-before")
     ctl, rec, poll = start_with_recorders(data, [during, before], DOCKER_HOST=relay.url)
-    write_spec(data, shell_spec(before, f"{counting_script(LINES, 0.01)}; sleep 2"))
+    write_spec(data, shell_spec(before, counting_script(LINES, 0.01, then="sleep 3")))
     wait_phase(data, before, "Running")
     lines_before = len(ctl.output().splitlines())
     cpu0 = _cpu(ctl.proc.pid)
