@@ -21,6 +21,7 @@ LINES = 15
 
 
 @pytest.mark.long
+@pytest.mark.timeout(3600)
 def test_sigkill_at_random_moments_during_a_burst(tmp_path):
     seed = int(os.environ.get("OPEVA_FAULT_SEED", "20261127"))
     print(f"\nfault seed {seed} (replay with OPEVA_FAULT_SEED={seed})")
