@@ -111,8 +111,9 @@ def cleanup_containers() -> None:
 class ControllerProcess:
     """`opeva run` as a child process, so tests can SIGKILL it like a crash would."""
 
-    def __init__(self, data: Path, *args: str, resync: float = 2.0):
+    def __init__(self, data: Path, *args: str, resync: float = 2.0, env: dict[str, str] | None = None):
         self.data = data
+        self.env = env or {}
         self.args = ["run", "--data", str(data), "--no-api", "--resync", str(resync), *args]
         self.proc: subprocess.Popen | None = None
         self.log_path = data.parent / f"{data.name}-controller.log"
@@ -121,7 +122,8 @@ class ControllerProcess:
         self.data.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", *self.args], stdout=log,
-                                     stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         def ready():
             beat = read_json_file(self.data / ".opeva" / "heartbeat.json")
             return self.proc.poll() is not None or (beat or {}).get("pid") == self.proc.pid

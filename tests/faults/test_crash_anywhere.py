@@ -20,6 +20,11 @@ JOBS = 30
 LINES = 15
 
 
+def crash_env(rng: random.Random) -> dict[str, str]:
+    """Crash points armed with a small probability and a seed drawn from the test's seeded generator."""
+    return {"OPEVA_CRASH_POINTS": POINTS, "OPEVA_CRASH_PROB": "0.03", "OPEVA_CRASH_SEED": str(rng.randrange(1 << 30))}
+
+
 @pytest.mark.long
 @pytest.mark.timeout(3600)
 def test_sigkill_at_random_moments_during_a_burst(tmp_path):
@@ -32,14 +37,7 @@ def test_sigkill_at_random_moments_during_a_burst(tmp_path):
         data = tmp_path / f"it{it}" / "data"
         (data / "specs").mkdir(parents=True)
         names = {job_name(f"burst{it}-{i}"): ("Succeeded" if i % 4 else "Failed") for i in range(JOBS)}
-        env = {"OPEVA_CRASH_POINTS": POINTS, "OPEVA_CRASH_PROB": "0.03"}
-        ctl = ControllerProcess(data, resync=1.0)
-        os.environ.update(env)
-        try:
-            ctl.start()
-        finally:
-            for k in env:
-                os.environ.pop(k)
+        ctl = ControllerProcess(data, resync=1.0, env=crash_env(rng)).start()
         recorder = EventRecorder(instance_of(data)).start()
         poller = StatusPoller(data, list(names)).start()
         for name, phase in names.items():
@@ -51,14 +49,7 @@ def test_sigkill_at_random_moments_during_a_burst(tmp_path):
                 ctl.kill()  # a kill from outside, at any instant
             if ctl.proc.poll() is not None:
                 kills += 1
-                crash_env = {"OPEVA_CRASH_POINTS": POINTS, "OPEVA_CRASH_PROB": "0.03",
-                             "OPEVA_CRASH_SEED": str(rng.randrange(1 << 30))}
-                os.environ.update(crash_env)
-                try:
-                    ctl.start()
-                finally:
-                    for k in crash_env:
-                        os.environ.pop(k)
+                ctl = ControllerProcess(data, resync=1.0, env=crash_env(rng)).start()
         # a last, clean start: it must reach the desired state on its own
         ctl.kill()
         t0 = time.monotonic()

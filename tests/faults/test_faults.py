@@ -31,13 +31,7 @@ LINES = 10
 
 
 def start_with_recorders(data: Path, names: list[str], *args: str, **env: str):
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        ctl = ControllerProcess(data, *args, resync=1.0).start()
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    ctl = ControllerProcess(data, *args, resync=1.0, env=env).start()
     return ctl, EventRecorder(instance_of(data)).start(), StatusPoller(data, names).start()
 
 
