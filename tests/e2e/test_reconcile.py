@@ -173,3 +173,17 @@ def test_restart_with_nothing_changed_changes_nothing(data, tmp_path):
     assert after == before
     assert read_log(data, name).count("once") == 1
     assert not containers(name)
+
+
+def test_polling_fallback_sees_dropped_and_deleted_specs(data):
+    """For network shares where inotify sees nothing: --poll-specs polls the folder instead."""
+    name = job_name("polled")
+    ctl = ControllerProcess(data, "--poll-specs").start()
+    try:
+        wait_for(lambda: "specs_polling" in ctl.output(), timeout=10, what="polling announced")
+        path = write_spec(data, spec_doc(name, command=["sleep", "300"], terminationGracePeriodSeconds=1))
+        wait_phase(data, name, "Running", timeout=15)
+        path.unlink()
+        wait_phase(data, name, "Stopped", reason="SpecDeleted", timeout=15)
+    finally:
+        ctl.kill()
