@@ -81,6 +81,7 @@ class Controller:
         self.hooks.on_start(self.reconciler.statuses())
         log.info("controller_starting", data=str(self.store.root), specs=str(self.store.specs_dir), recorded_jobs=n,
                  workers=self.settings.workers)
+        self._watch_specs()  # before the first scan, so no file dropped in between goes unseen until a resync
         self.resync(full=True)
         self.reconciler.prime_capacity()
         log.info("capacity", **self.scheduler.capacity.describe())
@@ -90,7 +91,6 @@ class Controller:
         self._spawn(self._resync_loop, "resync")
         self._spawn(self._events_loop, "engine-events")
         self._spawn(self._recorder_loop, "recorder")
-        self._watch_specs()
 
     def stop(self) -> None:
         """Stop the controller, not the jobs: containers keep running and are adopted at the next start."""
