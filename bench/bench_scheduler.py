@@ -47,9 +47,9 @@ def workload(n: int, seed: int = 7) -> tuple[Capacity, list[Reservation], list[P
     capacity = Capacity(cpus=64, memory=256 * GI, gpu_ids=tuple(str(i) for i in range(8)), max_running=40,
                         queues={"gpu-long": 4, "cpu-batch": 20})
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    running = [Reservation(f"run-{i}", Request(2, 8 * GI, 1 if i < 6 else 0), (str(i),) if i < 6 else (),
+    running = [Reservation(f"run-{i}", Request(1.5, 4 * GI, 1 if i < 6 else 0), (str(i),) if i < 6 else (),
                            rng.choice([None, "cpu-batch"]), f"c-{i}") for i in range(30)]
-    pending = [PendingJob(f"job-{i}", Request(rng.choice([0.5, 1, 2, 4, 8]), rng.choice([1, 2, 4, 16]) * GI,
+    pending = [PendingJob(f"job-{i}", Request(rng.choice([0.5, 1, 2, 4, 8]), rng.choice([1, 2, 4, 8]) * GI,
                                               rng.choice([0, 0, 0, 1, 2])),
                           rng.choice([0, 0, 0, 1, 5, 10]), t0 + timedelta(seconds=i),
                           rng.choice([None, None, "gpu-long", "cpu-batch"])) for i in range(n)]

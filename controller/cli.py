@@ -11,9 +11,23 @@ from pathlib import Path
 import click
 import structlog
 
+from .capacity import parse_gpu_list, parse_queues
 from .logsetup import configure_logging
 from .settings import Settings
+from .spec import parse_memory
 from .store import LockHeld
+
+
+def _parsed(parse):
+    """A click callback that parses an option's text, turning a ValueError into a usage error."""
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as err:
+            raise click.BadParameter(str(err)) from None
+    return callback
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,10 +53,25 @@ def main() -> None:
 @click.option("--ttl-failed", type=float, help="The same for failed and stopped jobs.")
 @click.option("--artifacts", type=click.Choice(["keep", "archive", "delete"]),
               help="What collection does with logs/results/progress/outputs (default keep).")
+@click.option("--cpus", type=click.FloatRange(min=0), envvar="OPEVA_CPUS",
+              help="CPUs jobs may use (default: detected, less --reserve-cpus).")
+@click.option("--memory", callback=_parsed(parse_memory), envvar="OPEVA_MEMORY",
+              help="Memory jobs may use, e.g. 64Gi (default: detected, less --reserve-memory).")
+@click.option("--gpus", callback=_parsed(parse_gpu_list), envvar="OPEVA_GPUS",
+              help="GPU device ids jobs may use, e.g. 0,1,2,3, or none (default: asks nvidia-smi).")
+@click.option("--reserve-cpus", type=click.FloatRange(min=0), envvar="OPEVA_RESERVE_CPUS",
+              help="CPUs kept off the detected figure (default 0).")
+@click.option("--reserve-memory", callback=_parsed(parse_memory), envvar="OPEVA_RESERVE_MEMORY",
+              help="Memory kept off the detected figure (default 256Mi).")
+@click.option("--max-running", type=click.IntRange(min=0), envvar="OPEVA_MAX_RUNNING",
+              help="Jobs running at once, all queues together (default: no limit).")
+@click.option("--queues", callback=_parsed(parse_queues), envvar="OPEVA_QUEUES",
+              help='Queue limits: JSON like {"gpu-long": {"maxRunning": 2}}, or a YAML/JSON file.')
 @click.option("--log-level", default="info", show_default=True)
 def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bool, token_file: Path | None,
         workers: int | None, resync_seconds: float | None, default_network: str | None, poll_specs: bool | None,
-        ttl_succeeded: float | None, ttl_failed: float | None, artifacts: str | None, log_level: str) -> None:
+        ttl_succeeded: float | None, ttl_failed: float | None, artifacts: str | None,
+        log_level: str, **capacity) -> None:
     """Run the controller (and the API) in the foreground. Ctrl-C stops the controller, not the jobs.
 
     \b
@@ -53,7 +82,7 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
     """
     configure_logging(log_level)
     log = structlog.get_logger("opeva")
-    settings = Settings.from_env(data_dir=data_dir, specs_dir=specs_dir, workers=workers,
+    settings = Settings.from_env(**capacity, data_dir=data_dir, specs_dir=specs_dir, workers=workers,
                                  resync_seconds=resync_seconds, default_network=default_network,
                                  poll_specs=poll_specs, ttl_succeeded=ttl_succeeded, ttl_failed=ttl_failed,
                                  artifacts=artifacts)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from .policy import backoff_delay, interruption_cause, match_failure_rule
 from .runtime.base import ContainerInfo
+from .scheduler import Admission
 from .spec import JobManifest
 from .status import AttemptRecord, Event, JobStatus, StopIntent
 
@@ -44,6 +45,7 @@ class Observed:
     containers: tuple[ContainerInfo, ...] = ()
     logs_complete: frozenset[str] = frozenset()  # container names whose output is fully in the log file
     progress_at: datetime | None = None  # last change of progress/progress.json
+    admission: Admission | None = None  # the scheduler's answer, asked only when the job wants a container; None = go
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Facts:
 class Create:
     container: str
     attempt: int
+    gpu_ids: tuple[str, ...] = ()  # assigned by the scheduler; the container gets exactly these
 
 
 @dataclass(frozen=True)
@@ -143,10 +146,40 @@ class _Sync:
         self.events: list[Event] = []
         self.actions: list[Action] = []
         self.requeue: float | None = None
+        self.waiting = False  # for capacity, this decision
 
     # -- small helpers --
     def decision(self) -> Decision:
+        if self.st is not None:
+            self.settle_pending()
         return Decision(self.st, self.events, self.actions, self.requeue)
+
+    def settle_pending(self) -> None:
+        """The `Pending` condition and the queue position say why a job waits, and only while it waits."""
+        st = self.st
+        if not self.waiting and st.queuePosition is not None:
+            st.queuePosition = None
+        cond = st.condition("Pending")
+        if cond is not None and cond.status == "True" and not (st.phase == "Pending" and st.reason == cond.reason):
+            st.set_condition("Pending", "False", st.reason, None, self.now)
+
+    def admitted(self) -> bool:
+        """Capacity: a container is asked for only once the scheduler admits the job; one that never fits fails."""
+        a, st = self.observed.admission, self.st
+        if a is None or a.admitted:
+            st.gpuIds = list(a.gpu_ids) if a is not None else []
+            return True
+        if a.verdict == "Unschedulable":
+            self.finish("Failed", "Unschedulable", a.message)
+            return False
+        message = f"{a.message}; position {a.position} of {a.waiting} in the queue"
+        if st.reason != a.reason:
+            self.event("Waiting", f"{a.reason}: {message}")
+        self.set_phase("Pending", a.reason, message)
+        st.queuePosition = a.position
+        st.set_condition("Pending", "True", a.reason, message, self.now)
+        self.waiting = True
+        return False
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         st = self.st
@@ -450,7 +483,9 @@ class _Sync:
         if st.nextAttemptAt and st.nextAttemptAt > self.now:
             self.requeue_in((st.nextAttemptAt - self.now).total_seconds())
             return
-        self.actions.append(Create(name, attempt))
+        if not self.admitted():
+            return
+        self.actions.append(Create(name, attempt, tuple(st.gpuIds)))
         self.requeue_in(START_POLL)
 
     def next_attempt(self, m: JobManifest, key: str, blocked: bool) -> None:
@@ -466,6 +501,8 @@ class _Sync:
             self.set_phase("Pending", "ConfigFileMissing", self.desired.config_missing)
             self.requeue_in(10)
             return
+        if not self.admitted():
+            return
         st.attempts += 1
         st.containerName = container_name(self.facts.instance, m.name, key, st.attempts)
         st.containerId = None
@@ -475,7 +512,7 @@ class _Sync:
         st.stopping = None
         self.set_phase("Pending", "Starting", f"creating container {st.containerName}")
         self.event("Creating", f"attempt {st.attempts}: creating container {st.containerName}")
-        self.actions.append(Create(st.containerName, st.attempts))
+        self.actions.append(Create(st.containerName, st.attempts, tuple(st.gpuIds)))
         self.requeue_in(START_POLL)
 
     def suspend(self, c: ContainerInfo | None) -> None:
@@ -594,6 +631,7 @@ class _Sync:
         msg = f"{detail}; failure {st.failures} of {limit + 1} allowed, next attempt at {st.nextAttemptAt.isoformat()}"
         self.set_phase("Pending", "BackingOff", msg)
         st.set_condition("BackingOff", "True", reason, msg, self.now)
+        st.set_condition("Pending", "True", "BackingOff", msg, self.now)
         st.set_condition("Running", "False", reason, None, self.now)
         self.event("BackingOff", f"attempt {st.attempts} failed: {msg}", warning=True)
         self.requeue_in(delay)

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .capacity import parse_gpu_list, parse_queues
+from .spec import parse_memory
+
 
 ARTIFACT_POLICIES = ("keep", "archive", "delete")
 
@@ -30,6 +33,14 @@ class Settings:
     ttl_succeeded: float | None = None  # collect spec-less succeeded records after this many seconds
     ttl_failed: float | None = None  # the same for failed and stopped ones
     artifacts: str = "keep"  # what collection does with logs/results/progress/outputs: keep | archive | delete
+    # capacity (controller/capacity.py): None = detect; a given figure is what jobs get
+    cpus: float | None = None
+    memory: int | None = None  # bytes
+    gpus: tuple[str, ...] | None = None  # device ids; () = none; None = ask nvidia-smi
+    reserve_cpus: float | None = None  # taken off detected CPUs (default 0)
+    reserve_memory: int | None = None  # taken off detected memory (default 256Mi)
+    max_running: int | None = None  # jobs running at once, all queues together
+    queues: dict[str, int] | None = None  # queue name -> maxRunning
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -48,8 +59,35 @@ class Settings:
             ttl_failed=float(env["OPEVA_TTL_FAILED"]) if env.get("OPEVA_TTL_FAILED") else None,
             artifacts=env.get("OPEVA_ARTIFACTS", "keep"),
         )
+        values.update(_capacity_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
+        _capacity_values(values)
         if values["artifacts"] not in ARTIFACT_POLICIES:
             raise ValueError(f"artifacts policy must be one of {', '.join(ARTIFACT_POLICIES)}, "
                              f"not {values['artifacts']!r}")
         return cls(**values)
+
+
+_CAPACITY_ENV = {"cpus": "OPEVA_CPUS", "memory": "OPEVA_MEMORY", "gpus": "OPEVA_GPUS",
+                 "reserve_cpus": "OPEVA_RESERVE_CPUS", "reserve_memory": "OPEVA_RESERVE_MEMORY",
+                 "max_running": "OPEVA_MAX_RUNNING", "queues": "OPEVA_QUEUES"}
+
+
+def _capacity_env(env) -> dict:
+    return {key: env[var] for key, var in _CAPACITY_ENV.items() if env.get(var)}
+
+
+def _capacity_values(values: dict) -> None:
+    """Parse the capacity settings given as text, in place; a bad one is a ValueError that names it."""
+    parsers = {"cpus": float, "reserve_cpus": float, "memory": parse_memory, "reserve_memory": parse_memory,
+               "max_running": int, "gpus": parse_gpu_list, "queues": parse_queues}
+    for key, parse in parsers.items():
+        raw = values.get(key)
+        if isinstance(raw, str):
+            try:
+                values[key] = parse(raw)
+            except ValueError as err:
+                raise ValueError(f"{_CAPACITY_ENV[key]}: {err}") from None
+    for key in ("cpus", "reserve_cpus", "max_running"):
+        if values.get(key) is not None and values[key] < 0:
+            raise ValueError(f"{_CAPACITY_ENV[key]} must not be negative")

@@ -82,6 +82,8 @@ class JobStatus(_Model):
     finishedAt: datetime | None = None
     updatedAt: datetime | None = None
     nextAttemptAt: datetime | None = None
+    queuePosition: int | None = None  # while waiting for capacity: place among the waiting jobs, 1 = next
+    gpuIds: list[str] = Field(default_factory=list)  # GPU device ids given to the current (or last) attempt
     activeSeconds: float = 0.0  # deadline clock: time spent not suspended, up to activeSince
     activeSince: datetime | None = None
     stopping: StopIntent | None = None

@@ -229,6 +229,7 @@ class DataStore:
                 "phase": s.phase,
                 "reason": s.reason,
                 "attempts": s.attempts,
+                "queue_position": s.queuePosition,
                 "labels": s.labels,
                 "updated_at": iso(s.updatedAt),
             }

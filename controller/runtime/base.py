@@ -79,6 +79,9 @@ class ContainerInfo:
     finished_at: datetime | None = None
     stop_grace: int | None = None  # seconds between SIGTERM and SIGKILL, as created
     labels: dict[str, str] = field(default_factory=dict, compare=False)
+    cpus: float | None = None  # as created (CPU quota), so reservations can be rebuilt after a restart
+    memory: int | None = None  # memory limit in bytes, as created
+    gpu_ids: tuple[str, ...] = ()  # GPU device ids of its device requests, as created
 
     @property
     def running(self) -> bool:
