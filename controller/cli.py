@@ -67,10 +67,11 @@ def main() -> None:
               help="Jobs running at once, all queues together (default: no limit).")
 @click.option("--queues", callback=_parsed(parse_queues), envvar="OPEVA_QUEUES",
               help='Queue limits: JSON like {"gpu-long": {"maxRunning": 2}}, or a YAML/JSON file.')
+@click.option("--mlflow-uri", help="MLflow tracking server (else $MLFLOW_TRACKING_URI); none: MLflow off.")
 @click.option("--log-level", default="info", show_default=True)
 def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bool, token_file: Path | None,
         workers: int | None, resync_seconds: float | None, default_network: str | None, poll_specs: bool | None,
-        ttl_succeeded: float | None, ttl_failed: float | None, artifacts: str | None,
+        ttl_succeeded: float | None, ttl_failed: float | None, artifacts: str | None, mlflow_uri: str | None,
         log_level: str, **capacity) -> None:
     """Run the controller (and the API) in the foreground. Ctrl-C stops the controller, not the jobs.
 
@@ -85,7 +86,7 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
     settings = Settings.from_env(**capacity, data_dir=data_dir, specs_dir=specs_dir, workers=workers,
                                  resync_seconds=resync_seconds, default_network=default_network,
                                  poll_specs=poll_specs, ttl_succeeded=ttl_succeeded, ttl_failed=ttl_failed,
-                                 artifacts=artifacts)
+                                 artifacts=artifacts, mlflow_uri=mlflow_uri)
     token = token_file.read_text().strip() if token_file else os.environ.get("OPEVA_API_TOKEN") or None
     if not no_api:
         from api.server import check_bind
@@ -105,7 +106,13 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
     if not runtime.ping():
         log.warning("docker_unreachable_at_start",
                     message="the Docker engine does not answer; jobs start once it does (is dockerd running?)")
-    controller = Controller(settings, runtime)
+    from .tracking import TrackingConfigError, build_hooks
+
+    try:
+        hooks = build_hooks(store, runtime, settings.mlflow_uri)
+    except TrackingConfigError as err:
+        raise click.ClickException(str(err)) from None
+    controller = Controller(settings, runtime, hooks=hooks)
     try:
         controller.start()
     except LockHeld as err:

@@ -33,6 +33,7 @@ class Settings:
     ttl_succeeded: float | None = None  # collect spec-less succeeded records after this many seconds
     ttl_failed: float | None = None  # the same for failed and stopped ones
     artifacts: str = "keep"  # what collection does with logs/results/progress/outputs: keep | archive | delete
+    mlflow_uri: str | None = None  # MLflow tracking server; None = MLflow off (controller/tracking)
     # capacity (controller/capacity.py): None = detect; a given figure is what jobs get
     cpus: float | None = None
     memory: int | None = None  # bytes
@@ -58,6 +59,7 @@ class Settings:
             ttl_succeeded=float(env["OPEVA_TTL_SUCCEEDED"]) if env.get("OPEVA_TTL_SUCCEEDED") else None,
             ttl_failed=float(env["OPEVA_TTL_FAILED"]) if env.get("OPEVA_TTL_FAILED") else None,
             artifacts=env.get("OPEVA_ARTIFACTS", "keep"),
+            mlflow_uri=env.get("MLFLOW_TRACKING_URI") or None,
         )
         values.update(_capacity_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
