@@ -258,6 +258,8 @@ class Controller:
                 for ev in stream:
                     if self._stop.is_set():
                         return
+                    if ev.action == "die":  # its share is free now: the next job need not wait for the inspect
+                        self.reconciler.container_ended(ev.container)
                     if ev.action == "destroy":
                         self.cache.drop(ev.container)
                     elif ev.action != "oom":  # an oom is followed by its die

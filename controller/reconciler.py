@@ -231,6 +231,11 @@ class Reconciler:
             if other != name:
                 self.enqueue_after(other, POSITION_REFRESH_DELAY)
 
+    def container_ended(self, container: str) -> None:
+        """The engine says a container died: what it held is free at once (its job's reconcile confirms it)."""
+        if self.scheduler is not None:
+            self._wake("", self.scheduler.ended(container))
+
     def prime_capacity(self) -> None:
         """At start, before any job is looked at: reservations rebuilt from the live containers (so a restart never
         over-commits), and the jobs recorded as waiting back in their places (so order survives a restart)."""

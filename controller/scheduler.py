@@ -34,6 +34,7 @@ EPS = 1e-9
 LABEL_QUEUE = "opeva.queue"
 WAIT_REASONS = ("InsufficientCPU", "InsufficientMemory", "InsufficientGPU", "QueueFull")
 POSITION_REFRESH_TOP = 100  # positions are refreshed eagerly for the first N waiting jobs
+ENDED_MEMORY = 1000  # container names remembered as dead
 
 
 # ---- values ---------------------------------------------------------------------------------------------------
@@ -231,6 +232,7 @@ class Scheduler:
         self._reported: dict[str, tuple[str, int]] = {}  # what each waiting job's status last said
         self._plan: Plan | None = None
         self._changed = False  # since the last wake-up was computed
+        self._ended: dict[str, None] = {}  # containers the engine said died, newest last (a cache may lag behind)
 
     # -- reading --
     def plan(self) -> Plan:
@@ -287,6 +289,7 @@ class Scheduler:
                 del self._pending[job.name]
                 self._reported.pop(job.name, None)
                 self._reserved[job.name] = Reservation(job.name, job.request, gpus, job.queue, container)
+                self._ended.pop(container or "", None)  # a name created again is alive again
                 self._touch()
                 return Admission("Admitted", gpu_ids=gpus)
             if job.name in plan.unschedulable:
@@ -310,8 +313,21 @@ class Scheduler:
             if live is None and held is not None and not creating:
                 del self._reserved[job]
                 self._touch()
-            elif live is not None and (held is None or held.container not in (None, live.name)):
+            elif live is not None and live.name not in self._ended \
+                    and (held is None or held.container not in (None, live.name)):
                 self._reserved[job] = reservation_from_container(live)
+                self._touch()
+            return self._wake_locked()
+
+    def ended(self, container: str) -> Wake:
+        """The engine says a container died: its reservation goes now, before its job is looked at again."""
+        with self._lock:
+            self._ended[container] = None
+            if len(self._ended) > ENDED_MEMORY:
+                del self._ended[next(iter(self._ended))]
+            job = next((j for j, r in self._reserved.items() if r.container == container), None)
+            if job is not None:
+                del self._reserved[job]
                 self._touch()
             return self._wake_locked()
 

@@ -181,6 +181,18 @@ def test_release_wakes_the_jobs_that_may_start_now():
     assert "a" not in s.reservations()
 
 
+def test_a_container_that_died_frees_its_share_before_its_job_is_looked_at():
+    s = Scheduler(Capacity(1, GI))
+    s.admit(job("a", 1, t=0), "c-a")
+    s.settle("a", live("a", 1), waiting=False)
+    s.admit(job("b", 1, t=1), "c-b")
+    s.settle("b", None, waiting=True)
+    assert s.ended("c-a").now == ("b",)
+    # a cache that has not seen the exit yet does not bring the reservation back
+    s.settle("a", live("a", 1), waiting=False)
+    assert "a" not in s.reservations() and s.admit(job("b", 1, t=1), "c-b").admitted
+
+
 def test_settle_keeps_the_reservation_while_the_container_is_being_created():
     s = Scheduler(Capacity(1, GI))
     s.admit(job("a", 1), "c-a")
@@ -279,3 +291,32 @@ def test_parse_queues_from_json_and_from_a_file(tmp_path):
 def test_parse_queues_rejects_bad_input(text, problem):
     with pytest.raises(ValueError, match=problem.replace("{", r"\{").replace("[", r"\[")):
         parse_queues(text)
+
+
+def test_capacity_settings_from_the_environment(monkeypatch, tmp_path):
+    from controller.settings import Settings
+
+    monkeypatch.setenv("OPEVA_CPUS", "3.5")
+    monkeypatch.setenv("OPEVA_MEMORY", "2Gi")
+    monkeypatch.setenv("OPEVA_GPUS", "0,1")
+    monkeypatch.setenv("OPEVA_MAX_RUNNING", "4")
+    monkeypatch.setenv("OPEVA_QUEUES", '{"gpu-long": {"maxRunning": 2}}')
+    s = Settings.from_env(data_dir=tmp_path, cpus=2.0)  # a flag wins over the environment
+    assert (s.cpus, s.memory, s.gpus, s.max_running, s.queues) == (2.0, 2 * GI, ("0", "1"), 4, {"gpu-long": 2})
+
+
+def test_a_bad_capacity_setting_names_its_variable(monkeypatch, tmp_path):
+    from controller.settings import Settings
+
+    monkeypatch.setenv("OPEVA_MEMORY", "lots")
+    with pytest.raises(ValueError, match="OPEVA_MEMORY"):
+        Settings.from_env(data_dir=tmp_path)
+
+
+def test_a_bad_capacity_flag_is_a_usage_error(tmp_path):
+    from click.testing import CliRunner
+
+    from controller.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--data", str(tmp_path), "--no-api", "--queues", '{"q": 2}'])
+    assert result.exit_code == 2 and "must be {maxRunning: N}" in result.output
