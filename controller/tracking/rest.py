@@ -164,14 +164,14 @@ class MlflowRest:
                     raise
         raise Unavailable(f"experiment {name!r} neither found nor created")
 
-    def find_running_run(self, experiment_id: str, tags: dict[str, str], deadline: Deadline) -> dict | None:
-        """A RUNNING run of the experiment carrying all these tags (the run of one attempt), or None."""
+    def running_runs(self, experiment_id: str, tags: dict[str, str], deadline: Deadline) -> list[dict]:
+        """RUNNING runs of the experiment carrying all these tags (the runs of one attempt), oldest first."""
         clauses = [f"tags.`{k}` = '{_quote_filter(v)}'" for k, v in sorted(tags.items())]
         clauses.append("attributes.status = 'RUNNING'")
         body = {"experiment_ids": [experiment_id], "filter": " and ".join(clauses), "max_results": 10,
                 "run_view_type": "ACTIVE_ONLY", "order_by": ["attributes.start_time ASC"]}
         runs = self.call("runs/search", body, timeout=deadline.timeout(self.config.call_timeout)).get("runs") or []
-        return runs[0]["info"] if runs else None
+        return [r["info"] for r in runs]
 
     def create_run(self, experiment_id: str, run_name: str, start_time_ms: int, tags: dict[str, str],
                    deadline: Deadline) -> dict:

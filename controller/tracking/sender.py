@@ -151,9 +151,9 @@ class Sender:
             self._experiments[entry.experiment] = exp_id
         identity = {k: entry.tags[k] for k in IDENTITY_TAGS if k in entry.tags}
         try:
-            info = self.rest.find_running_run(exp_id, identity, deadline)
-            if info is not None and info["run_id"] in self.outbox.closing_run_ids():
-                info = None  # an earlier run of the same attempt key, closed here but not yet in MLflow
+            closing = self.outbox.closing_run_ids()  # earlier runs of the same key, closed here, not yet in MLflow
+            info = next((r for r in self.rest.running_runs(exp_id, identity, deadline) if r["run_id"] not in closing),
+                        None)
             found = info is not None
             if info is None:
                 info = self.rest.create_run(exp_id, entry.run_name, entry.created_ms, entry.tags, deadline)
@@ -207,10 +207,22 @@ class Sender:
         for i, art in enumerate(close.get("artifacts", [])):
             step(f"artifact:{i}", lambda a=art: self._upload(entry, a))
         step("terminate", lambda: self.rest.update_run(entry.run_id, close["status"], close.get("end_ms")))
+        step("duplicates", lambda: self._close_duplicates(entry))
         log.info("mlflow_run_closed", job=entry.job, attempt=entry.attempt, run_id=entry.run_id,
                  status=close["status"])
         self.on_closed(entry)
         self.outbox.remove(entry)
+
+    def _close_duplicates(self, entry: Entry) -> None:
+        """A create that timed out here may still have made a run on the server: close such twins, empty, KILLED."""
+        identity = {k: entry.tags[k] for k in IDENTITY_TAGS if k in entry.tags}
+        deadline = Deadline(self.config.call_timeout * 3)
+        for twin in self.rest.running_runs(entry.experiment_id, identity, deadline):
+            if twin["run_id"] != entry.run_id:
+                self.rest.log_batch(twin["run_id"], tags=[{"key": "opeva.duplicateOf", "value": entry.run_id}])
+                self.rest.update_run(twin["run_id"], "KILLED", None)
+                log.info("mlflow_duplicate_run_closed", job=entry.job, attempt=entry.attempt, run_id=twin["run_id"],
+                         kept=entry.run_id)
 
     def _upload(self, entry: Entry, art: dict[str, Any]) -> None:
         source = self.outbox.path(entry, art["entry_file"]) if art.get("entry_file") else Path(art["file"])

@@ -123,3 +123,23 @@ def test_mlflow_down_when_a_job_starts_does_not_delay_it_and_the_run_is_created_
     assert_complete(mlflow, closed)
     info = read_json_file(data / "jobs" / name / "job_info.json")
     assert info["mlflow_run_id"] == closed["info"]["run_id"]
+
+
+def test_a_hanging_mlflow_delays_a_start_by_the_budget_at_most(data, mlflow, start_controller):
+    start_controller()
+    name = job_name("hang")
+    mlflow.pause()
+    try:
+        t0 = time.monotonic()
+        write_spec(data, shell_spec(name, UNTIL_GO))
+        wait_phase(data, name, "Running", timeout=15)
+        assert time.monotonic() - t0 < 8, "the run's creation may take 2.5 s of a start, no more"
+        wait_for(lambda: "run=[" in read_log(data, name), timeout=10, what="job output")
+        assert "run=[]" in read_log(data, name)
+        go(data, name)
+        wait_phase(data, name, "Succeeded", timeout=20)
+    finally:
+        mlflow.resume()
+    runs = final_run(mlflow, name, timeout=60)
+    assert [r["info"]["status"] for r in runs if "opeva.duplicateOf" not in r["tags"]] == ["FINISHED"]
+    assert_complete(mlflow, next(r for r in runs if "opeva.duplicateOf" not in r["tags"]))

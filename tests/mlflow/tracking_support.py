@@ -84,6 +84,13 @@ class MlflowServer:
         while self.healthy() and time.monotonic() < deadline:
             time.sleep(0.1)
 
+    def pause(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel and then hang, like a server that is alive but stuck."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     # ---- reading what the controller wrote ------------------------------------------------------------------
     def _get(self, endpoint: str, **params) -> dict[str, Any]:
         r = requests.get(f"{self.uri}/api/2.0/mlflow/{endpoint}", params=params, timeout=10)

@@ -157,9 +157,9 @@ class FakeRest:
         self._call("experiment", name)
         return "7"
 
-    def find_running_run(self, exp, tags, deadline):
+    def running_runs(self, exp, tags, deadline):
         self._call("find", tuple(sorted(tags.items())))
-        return self.running
+        return [self.running] if self.running else []
 
     def create_run(self, exp, name, start, tags, deadline):
         self._call("create", name)
@@ -197,10 +197,11 @@ def test_sender_order_is_run_ops_then_close_with_the_status_last(tmp_path):
                "done": []}
     box.save(e)
     sender.drain()
-    assert [c[0] for c in rest.calls] == ["experiment", "find", "create", "log", "log", "log", "upload", "status"]
+    assert [c[0] for c in rest.calls] == ["experiment", "find", "create", "log", "log", "log", "upload", "status",
+                                          "find"]
     assert rest.calls[4] == ("log", 2, 0, 0), "two metric snapshots, one request"
     assert rest.calls[6] == ("upload", "logs/job.log", b"attempt 1\n"), "only the attempt's part of the log"
-    assert rest.calls[-1] == ("status", "FINISHED")
+    assert rest.calls[-2] == ("status", "FINISHED")
     assert closed == [e] and box.entries() == [] and not (box.root / e.id).exists()
 
 
@@ -211,6 +212,19 @@ def test_a_run_created_before_a_crash_is_found_again_not_created_twice(tmp_path)
     sender.drain()
     assert "create" not in [c[0] for c in rest.calls]
     assert box.entries()[0].run_id == "run-0"
+
+
+def test_a_twin_run_left_by_a_timed_out_create_is_closed_with_the_attempt(tmp_path):
+    sender, rest, box, _ = sender_with(tmp_path)
+    e = entry()
+    box.add(e)
+    sender.drain()
+    rest.running = {"run_id": "twin", "artifact_uri": "x"}  # the server made a second run after our timeout
+    e.close = {"status": "FAILED", "metrics": [], "tags": [], "artifacts": [], "done": []}
+    box.save(e)
+    sender.drain()
+    assert rest.calls[-3:] == [("find", rest.calls[1][1]), ("log", 0, 0, 1), ("status", "KILLED")]
+    assert ("status", "FAILED") in rest.calls
 
 
 def test_mlflow_away_keeps_everything_for_later(tmp_path):
