@@ -20,6 +20,7 @@ from .status import AttemptRecord, Event, JobStatus, StopIntent
 
 LOG_DRAIN_POLL = 0.5  # seconds between looks while a finished container's log is drained
 START_POLL = 1.0
+SIGNAL_SETTLE = 10.0  # seconds a signal death waits before it is taken for the job's own failure
 DEFAULT_GRACE = 30  # seconds, when no spec says otherwise (its file was deleted)
 LABEL_RUN_ID = "opeva.runId"
 
@@ -130,8 +131,16 @@ def decide(desired: Desired, observed: Observed, recorded: JobStatus | None, fac
 def fail_attempt_start(status: JobStatus, reason: str, message: str, now: datetime) -> Decision:
     """The engine refused to start an attempt (image missing, bad definition): the job fails, with the message."""
     sync = _Sync(Desired(status.name), Observed(), status, Facts(now=now))
+    sync.record_history(_current_attempt(status, status.containerName or ""), "Failed", reason)
     sync.finish("Failed", reason, message)
     return sync.decision()
+
+
+def _current_attempt(st: JobStatus, name: str) -> ContainerInfo:
+    """The current attempt as status knows it, for a history entry when its container is gone or never was."""
+    return ContainerInfo(id=st.containerId or "", name=name, job=st.name, generation=st.observedGeneration or "",
+                         run="", attempt=st.attempts, state="exited", started_at=st.startedAt,
+                         labels={LABEL_RUN_ID: st.runId} if st.runId else {})
 
 
 class _Sync:
@@ -335,6 +344,10 @@ class _Sync:
         if c is not None and c.exited and not st.recorded(c.name):
             if c.name not in self.observed.logs_complete:
                 self.requeue_in(LOG_DRAIN_POLL)
+                return
+            wait = self.signal_settle_left(c)
+            if wait > 0:
+                self.requeue_in(wait)
                 return
             self.record_exit(c, m)
         elif c is None and name and not st.recorded(name) and st.containerId is not None:
@@ -556,10 +569,7 @@ class _Sync:
     def record_vanished(self, name: str, m: JobManifest) -> None:
         """The attempt's container is gone without a recorded exit: removed behind our back, or lost."""
         st = self.st
-        fake = ContainerInfo(id=st.containerId or "", name=name, job=m.name, generation=st.observedGeneration or "",
-                             run="", attempt=st.attempts, state="exited", started_at=st.startedAt,
-                             labels={LABEL_RUN_ID: st.runId} if st.runId else {})
-        self.record_history(fake, "Interrupted", "ContainerRemoved")
+        self.record_history(_current_attempt(st, name), "Interrupted", "ContainerRemoved")
         self.interrupted(m, f"container {name} disappeared (removed outside the controller)")
 
     def interrupted(self, m: JobManifest, cause: str) -> None:
@@ -571,6 +581,21 @@ class _Sync:
         self.set_phase("Pending", "Interrupted", cause)
         st.nextAttemptAt = None
         self.event("Interrupted", f"attempt {st.attempts} interrupted ({cause}); starting a new attempt", warning=True)
+
+    def signal_settle_left(self, c: ContainerInfo) -> float:
+        """Seconds to wait before blaming a signal death we did not ask for on the job.
+
+        A daemon shutting down kills containers (exit 137/143) while its event stream still runs, before anyone
+        can tell that it is going away. Recording such an exit waits until SIGNAL_SETTLE has passed, by which
+        time a daemon restart or an engine outage shows in the facts and the exit is classified an interruption.
+        """
+        st = self.st
+        asked = st.stopping is not None and st.stopping.containerName == c.name
+        if asked or c.oom_killed or c.exit_code is None or c.exit_code < 128 or c.finished_at is None:
+            return 0.0
+        if interruption_cause(c, self.facts.boot_time, self.facts.daemon_started_at, self.facts.outages):
+            return 0.0
+        return SIGNAL_SETTLE - (self.now - c.finished_at).total_seconds()
 
     def record_exit(self, c: ContainerInfo, m: JobManifest) -> None:
         """Classify a finished attempt and apply the lifecycle policy. The exit is recorded exactly once."""

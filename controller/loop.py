@@ -236,6 +236,7 @@ class Controller:
         self.docker_ok = False
         if self._outage_since is None:
             self._outage_since = utcnow()
+            self.reconciler.outage_since = self._outage_since
 
     def _engine_up(self) -> None:
         if self._outage_since is not None:
@@ -243,6 +244,7 @@ class Controller:
             self.reconciler.outages = (self.reconciler.outages + (span,))[-20:]
             log.info("docker_reachable", outage_seconds=round((span[1] - span[0]).total_seconds(), 1))
             self._outage_since = None
+            self.reconciler.outage_since = None
             self.logs.retry_now()
         self.docker_ok = True
 

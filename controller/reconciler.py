@@ -81,7 +81,8 @@ class Reconciler:
         self.scheduler = scheduler
         self.boot_time = host_boot_time()
         self.daemon_started_at: datetime | None = None
-        self.outages: tuple[tuple[datetime, datetime], ...] = ()
+        self.outages: tuple[tuple[datetime, datetime], ...] = ()  # spans the engine was away (kept by the loop)
+        self.outage_since: datetime | None = None  # an outage going on now
         self.host_data = Path(settings.host_data_dir or store.root)
         self.instance = store.instance_id()
         self._statuses: dict[str, JobStatus] = {}
@@ -148,9 +149,14 @@ class Reconciler:
             return None
 
     # ---- one reconcile ----------------------------------------------------------------------------------
+    def outages_until(self, now: datetime) -> tuple[tuple[datetime, datetime], ...]:
+        since = self.outage_since
+        return self.outages + ((since, now),) if since is not None else self.outages
+
     def facts(self) -> Facts:
-        return Facts(now=utcnow(), instance=self.instance, boot_time=self.boot_time,
-                     daemon_started_at=self.daemon_started_at, outages=self.outages,
+        now = utcnow()
+        return Facts(now=now, instance=self.instance, boot_time=self.boot_time,
+                     daemon_started_at=self.daemon_started_at, outages=self.outages_until(now),
                      keep_finished_containers=self.settings.keep_finished_containers,
                      ttl_succeeded=self.settings.ttl_succeeded, ttl_failed=self.settings.ttl_failed)
 

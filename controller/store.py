@@ -26,6 +26,7 @@ from .status import SEED_STATUS, Event, JobStatus, iso, utcnow
 log = structlog.get_logger("opeva.store")
 
 JOB_SUBDIRS = ("logs", "progress", "results", "outputs")
+_JOB_INFO_LOCK = threading.Lock()
 
 
 class StoreError(Exception):
@@ -139,11 +140,13 @@ class DataStore:
         atomic_write_json(self.status_path(status.name), status.model_dump(mode="json"))
 
     def write_job_info(self, name: str, info: dict[str, Any]) -> None:
+        """Merge `info` into job_info.json; several writers (workers, MLflow sender) share it, so one at a time."""
         path = self.job_dir(name) / "job_info.json"
-        current = read_json(path) or {}
-        merged = {**current, **info}
-        if merged != current:
-            atomic_write_json(path, merged)
+        with _JOB_INFO_LOCK:
+            current = read_json(path) or {}
+            merged = {**current, **info}
+            if merged != current:
+                atomic_write_json(path, merged)
 
     def append_events(self, name: str, events: list[Event]) -> None:
         """Append whole lines with one write, so concurrent readers never see a partial line."""

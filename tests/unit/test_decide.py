@@ -230,7 +230,7 @@ def test_job_fails_when_failures_exceed_backoff_limit(spec, allowed, reason):
 def exit_under(policy: list[dict], code: int, oom: bool = False):
     m = manifest(failurePolicy=policy, **ON_FAILURE)
     job, _ = running_job(m)
-    return m, job.step(exited(m, 1, code, oom=oom), now=at(30))
+    return m, job.step(exited(m, 1, code, oom=oom), now=at(45))  # past the settle window of a signal death
 
 
 def test_failure_rule_failjob_ends_the_job_at_once():
@@ -840,3 +840,33 @@ def test_older_exited_attempt_is_recorded_and_removed_after_adopting_a_newer_one
     actions += job.step(old, container(M, 2, started=at(40)), now=at(51)).actions
     assert (job.status.recorded(old.name), Remove(old.name) in actions) == (True, True)
 
+
+
+# ---- a signal death waits before it is blamed on the job ------------------------------------------------------
+def test_a_signal_death_is_not_recorded_at_once():
+    job, _ = running_job(M)
+    d = job.step(exited(M, 1, 137, finished=at(30)), now=at(31))
+    assert (d.status.phase, d.status.history, d.actions) == ("Running", [], [])
+    assert 8.5 <= d.requeue_after <= 9.0
+
+
+def test_a_signal_death_is_the_jobs_failure_once_the_engine_stayed_up():
+    job, _ = running_job(M)
+    job.step(exited(M, 1, 137, finished=at(30)), now=at(31))
+    d = job.step(exited(M, 1, 137, finished=at(30)), now=at(41))
+    assert (d.status.phase, d.status.reason, d.status.exitCode) == ("Failed", "Error", 137)
+
+
+def test_a_signal_death_during_a_daemon_shutdown_is_an_interruption():
+    """The daemon kills containers while its event stream still runs; the outage begins just after."""
+    job, _ = running_job(M)
+    job.step(exited(M, 1, 143, finished=at(30)), now=at(30.5))
+    d = job.step(exited(M, 1, 143, finished=at(30)), now=at(33), outages=((at(31), at(33)),))
+    assert d.status.history[-1].outcome == "Interrupted" and d.status.failures == 0
+    assert creates(d) and creates(d)[0].attempt == 2
+
+
+def test_a_plain_non_zero_exit_is_recorded_at_once():
+    job, _ = running_job(M)
+    d = job.step(exited(M, 1, 1, finished=at(30)), now=at(30))
+    assert (d.status.phase, d.status.reason) == ("Failed", "Error")
