@@ -12,6 +12,7 @@ import click
 import structlog
 
 from .capacity import parse_gpu_list, parse_queues
+from .hostpaths import HostPathError, check_host_paths
 from .logsetup import configure_logging
 from .settings import Settings
 from .spec import parse_memory
@@ -41,7 +42,7 @@ def main() -> None:
 @click.option("--specs", "specs_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_SPECS",
               help="Specs folder (default DATA/specs), e.g. a git checkout.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="API bind address.")
-@click.option("--port", default=8000, show_default=True, type=int, help="API port.")
+@click.option("--port", default=8000, show_default=True, type=int, envvar="OPEVA_PORT", help="API port.")
 @click.option("--no-api", is_flag=True, help="Run the controller only.")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="File holding the API bearer token (else $OPEVA_API_TOKEN).")
@@ -95,6 +96,10 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
             check_bind(host, token)
         except ValueError as err:
             raise click.ClickException(str(err)) from None
+    try:  # in a container: the data folder's host path must be right, or jobs see an empty /data
+        check_host_paths(settings, log)
+    except HostPathError as err:
+        raise click.ClickException(str(err)) from None
 
     from .loop import Controller
     from .runtime.docker import DockerRuntime
@@ -140,6 +145,35 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
         server.should_exit = True
     controller.stop()
     sys.exit(0)
+
+
+@main.command("api")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_DATA",
+              default="./opeva-data", show_default=True, help="The data folder the controller runs on.")
+@click.option("--specs", "specs_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_SPECS",
+              help="Specs folder (default DATA/specs).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
+@click.option("--port", default=8000, show_default=True, type=int, envvar="OPEVA_PORT", help="Port.")
+@click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="File holding the API bearer token (else $OPEVA_API_TOKEN).")
+@click.option("--log-level", default="info", show_default=True)
+def api_command(data_dir: Path, specs_dir: Path | None, host: str, port: int, token_file: Path | None,
+                log_level: str) -> None:
+    """Run the API alone, over a data folder that an `opeva run --no-api` elsewhere controls.
+
+    The API only writes spec files and reads records, so it needs no Docker access.
+    """
+    configure_logging(log_level)
+    token = token_file.read_text().strip() if token_file else os.environ.get("OPEVA_API_TOKEN") or None
+    from api.app import create_app
+    from api.server import check_bind, serve
+
+    try:
+        check_bind(host, token)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    structlog.get_logger("opeva").info("api_listening", url=f"http://{host}:{port}", auth=bool(token))
+    serve(create_app(data_dir, specs_dir, token), host, port)
 
 
 if __name__ == "__main__":
