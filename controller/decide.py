@@ -20,7 +20,7 @@ from .status import AttemptRecord, Event, JobStatus, StopIntent
 
 LOG_DRAIN_POLL = 0.5  # seconds between looks while a finished container's log is drained
 START_POLL = 1.0
-SIGNAL_SETTLE = 10.0  # seconds a signal death waits before it is taken for the job's own failure
+SIGNAL_SETTLE = 20.0  # seconds a signal death waits before it is taken for the job's own failure
 DEFAULT_GRACE = 30  # seconds, when no spec says otherwise (its file was deleted)
 LABEL_RUN_ID = "opeva.runId"
 

@@ -11,7 +11,9 @@ from .spec import FailureRule
 # an exit inside this window around the daemon's start belongs to the restart, not to the job.
 DAEMON_WINDOW_BEFORE = timedelta(seconds=120)
 DAEMON_WINDOW_AFTER = timedelta(seconds=60)
-OUTAGE_SLACK = timedelta(seconds=5)
+# The engine's event stream breaks only after a shutting-down daemon has stopped its containers (up to its
+# shutdown timeout, 15 s by default), so an exit this long before an outage began belongs to it.
+OUTAGE_SLACK = timedelta(seconds=30)
 
 
 def backoff_delay(failures: int, initial: float, maximum: float) -> float:
@@ -55,6 +57,6 @@ def interruption_cause(c: ContainerInfo, boot_time: datetime | None, daemon_star
             return "the Docker daemon restarted while the attempt ran"
     if c.finished_at is not None:
         for start, end in outages:
-            if start - OUTAGE_SLACK <= c.finished_at <= end + OUTAGE_SLACK:
+            if start - OUTAGE_SLACK <= c.finished_at <= end + timedelta(seconds=5):
                 return "the Docker engine went away while the attempt ran"
     return None

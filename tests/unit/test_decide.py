@@ -230,7 +230,7 @@ def test_job_fails_when_failures_exceed_backoff_limit(spec, allowed, reason):
 def exit_under(policy: list[dict], code: int, oom: bool = False):
     m = manifest(failurePolicy=policy, **ON_FAILURE)
     job, _ = running_job(m)
-    return m, job.step(exited(m, 1, code, oom=oom), now=at(45))  # past the settle window of a signal death
+    return m, job.step(exited(m, 1, code, oom=oom), now=at(60))  # past the settle window of a signal death
 
 
 def test_failure_rule_failjob_ends_the_job_at_once():
@@ -847,13 +847,13 @@ def test_a_signal_death_is_not_recorded_at_once():
     job, _ = running_job(M)
     d = job.step(exited(M, 1, 137, finished=at(30)), now=at(31))
     assert (d.status.phase, d.status.history, d.actions) == ("Running", [], [])
-    assert 8.5 <= d.requeue_after <= 9.0
+    assert 18.5 <= d.requeue_after <= 19.0
 
 
 def test_a_signal_death_is_the_jobs_failure_once_the_engine_stayed_up():
     job, _ = running_job(M)
     job.step(exited(M, 1, 137, finished=at(30)), now=at(31))
-    d = job.step(exited(M, 1, 137, finished=at(30)), now=at(41))
+    d = job.step(exited(M, 1, 137, finished=at(30)), now=at(51))
     assert (d.status.phase, d.status.reason, d.status.exitCode) == ("Failed", "Error", 137)
 
 

@@ -76,8 +76,8 @@ def test_match_failure_rule(rules, code, oom, expected):
     (at(30), {"daemon_started_at": at(-1)}, None),  # started under the current daemon
     (at(30), {"outages": ((at(10), at(20)),)}, None),  # the exit came 10 s after the engine was back
     (at(30), {"outages": ((at(10), at(25)),)}, "engine"),  # within the 5 s slack after the outage
-    (at(30), {"outages": ((at(35), at(40)),)}, "engine"),  # within the 5 s slack before it
-    (at(30), {"outages": ((at(36), at(40)),)}, None),
+    (at(30), {"outages": ((at(60), at(70)),)}, "engine"),  # 30 s before: a shutting-down daemon stops its
+    (at(30), {"outages": ((at(61), at(70)),)}, None),      # containers before its event stream breaks
     (at(30), {"outages": ((at(-50), at(-40)), (at(28), at(32)))}, "engine"),  # any span counts
     (None, {"outages": ((at(25), at(35)),)}, None),  # no finish time to place in a span
 ], ids=["no-facts", "boot", "after-boot", "daemon", "daemon-before-edge", "daemon-before-out", "daemon-after-edge",
