@@ -34,6 +34,11 @@ class ContainerCache:
                     fresh[name] = (stamp, info)
             self._by_name = {k: v for k, v in fresh.items() if v[1] is not None or v[0] > started}
 
+    def get(self, name: str) -> ContainerInfo | None:
+        with self._lock:
+            entry = self._by_name.get(name)
+            return entry[1] if entry else None
+
     def for_job(self, job: str) -> list[ContainerInfo]:
         with self._lock:
             return sorted((info for _, info in self._by_name.values() if info is not None and info.job == job),

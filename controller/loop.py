@@ -264,6 +264,8 @@ class Controller:
                         self.reconciler.container_ended(ev.container)
                     if ev.action == "destroy":
                         self.cache.drop(ev.container)
+                    elif ev.action == "start" and (known := self.cache.get(ev.container)) and known.running:
+                        pass  # our own create already recorded it running: spare the engine an inspect
                     elif ev.action != "oom":  # an oom is followed by its die
                         info = self.runtime.inspect(ev.container)
                         if info is not None:
