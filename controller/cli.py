@@ -176,5 +176,10 @@ def api_command(data_dir: Path, specs_dir: Path | None, host: str, port: int, to
     serve(create_app(data_dir, specs_dir, token), host, port)
 
 
+from .client.commands import register as _register_client_commands  # noqa: E402  (apply, get, logs, plan, ...)
+
+_register_client_commands(main)
+
+
 if __name__ == "__main__":
     main()

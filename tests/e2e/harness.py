@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -109,24 +110,48 @@ def cleanup_containers() -> None:
 
 
 class ControllerProcess:
-    """`opeva run` as a child process, so tests can SIGKILL it like a crash would."""
+    """`opeva run` as a child process, so tests can SIGKILL it like a crash would.
 
-    def __init__(self, data: Path, *args: str, resync: float = 2.0, env: dict[str, str] | None = None):
+    Without `port` it runs the controller only (`--no-api`); with `port` the API listens on 127.0.0.1:PORT as well
+    and `start` returns once /health answers. `program` is the command that runs the CLI (default: this
+    interpreter's `-m controller.cli`; the CLI tests pass the installed `opeva` entry point).
+    """
+
+    def __init__(self, data: Path, *args: str, resync: float = 2.0, env: dict[str, str] | None = None,
+                 port: int | None = None, program: list[str] | None = None):
         self.data = data
         self.env = env or {}
-        self.args = ["run", "--data", str(data), "--no-api", "--resync", str(resync), *args]
+        self.port = port
+        api = ["--no-api"] if port is None else ["--host", "127.0.0.1", "--port", str(port)]
+        self.args = ["run", "--data", str(data), *api, "--resync", str(resync), *args]
+        self.program = program or [sys.executable, "-m", "controller.cli"]
         self.proc: subprocess.Popen | None = None
         self.log_path = data.parent / f"{data.name}-controller.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api_answers(self) -> bool:
+        if self.port is None:
+            return True
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return response.status == 200
+        except (OSError, ValueError):
+            return False
 
     def start(self) -> "ControllerProcess":
         self.data.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", *self.args], stdout=log,
+        self.proc = subprocess.Popen([*self.program, *self.args], stdout=log,
                                      stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         def ready():
             beat = read_json_file(self.data / ".opeva" / "heartbeat.json")
-            return self.proc.poll() is not None or (beat or {}).get("pid") == self.proc.pid
+            if self.proc.poll() is not None:
+                return True
+            return (beat or {}).get("pid") == self.proc.pid and self.api_answers()
 
         wait_for(ready, timeout=20, what="controller start")
         return self

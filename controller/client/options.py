@@ -1,0 +1,92 @@
+"""What the client commands share: connection options, label and phase parsing, job-name completion."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable, Iterable
+
+import click
+
+from .config import resolve
+from .http import ApiClient
+
+FINAL_PHASES = ("Succeeded", "Failed", "Stopped")  # a phase a job stays in until someone changes its spec
+
+
+def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of job names from the API; nothing (never an error) when it does not answer."""
+    try:
+        conn = resolve(ctx.params.get("server"), ctx.params.get("token"))
+        with ApiClient(conn, timeout=2.0) as client:
+            names = [row["name"] for row in client.list_jobs()]
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def connection_options(fn: Callable) -> Callable:
+    fn = click.option("--token", metavar="TOKEN", default=None,
+                      help="API bearer token (else $OPEVA_API_TOKEN, else token: in the config file).")(fn)
+    fn = click.option("--server", "-s", metavar="URL", default=None,
+                      help="API address (else $OPEVA_SERVER, else server: in ~/.config/opeva/config.yaml or "
+                           "$OPEVA_CONFIG_FILE, else http://127.0.0.1:8000).")(fn)
+    return fn
+
+
+def with_client(fn: Callable) -> Callable:
+    """Adds --server/--token and passes an open ApiClient as the first argument."""
+
+    @connection_options
+    @functools.wraps(fn)
+    def wrapper(*args: Any, server: str | None, token: str | None, **kwargs: Any) -> Any:
+        with ApiClient(resolve(server, token)) as client:
+            return fn(client, *args, **kwargs)
+
+    return wrapper
+
+
+def selector_option(fn: Callable) -> Callable:
+    return click.option("-l", "--selector", "selectors", multiple=True, metavar="KEY=VALUE",
+                        help="Only jobs with these labels (KEY=VALUE or KEY; repeatable or comma-separated; "
+                             "all must hold).")(fn)
+
+
+def parse_phases(values: Iterable[str], param: str = "--phase") -> list[str]:
+    from api.index import PHASES, normalize_phase
+
+    phases = []
+    for raw in (p for v in values for p in v.split(",") if p.strip()):
+        phase = normalize_phase(raw)
+        if phase is None:
+            raise click.BadParameter(f"{raw!r} is not a phase; use one of {', '.join(PHASES)}", param_hint=param)
+        phases.append(phase)
+    return phases
+
+
+def parse_selector(values: Iterable[str]) -> list[tuple[str, str | None]]:
+    from api.index import parse_label_selector
+
+    try:
+        return parse_label_selector(list(values))
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="-l/--selector") from None
+
+
+def labels_match(labels: dict[str, str], selector: list[tuple[str, str | None]]) -> bool:
+    return all(k in labels and (v is None or labels[k] == v) for k, v in selector)
+
+
+def stdout_bytes(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def quiet_broken_pipe() -> None:
+    """`opeva logs x | head`: stop writing without a traceback, and keep Python's exit flush from failing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
