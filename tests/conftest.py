@@ -27,3 +27,11 @@ def data(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     (d / "specs").mkdir(parents=True)
     return d
+
+
+@pytest.fixture(autouse=True)
+def _no_controller_outlives_its_test():
+    yield
+    from e2e.harness import kill_started_controllers
+
+    kill_started_controllers()

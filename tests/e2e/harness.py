@@ -109,6 +109,15 @@ def cleanup_containers() -> None:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 
 
+STARTED: list["ControllerProcess"] = []  # every controller a test started; killed after each test (conftest)
+
+
+def kill_started_controllers() -> None:
+    """A failed assertion must not leave a controller running into the next test."""
+    while STARTED:
+        STARTED.pop().kill()
+
+
 class ControllerProcess:
     """`opeva run` as a child process, so tests can SIGKILL it like a crash would.
 
@@ -144,6 +153,7 @@ class ControllerProcess:
     def start(self) -> "ControllerProcess":
         self.data.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        STARTED.append(self)
         self.proc = subprocess.Popen([*self.program, *self.args], stdout=log,
                                      stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})

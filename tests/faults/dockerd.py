@@ -35,11 +35,26 @@ def stop_dockerd() -> list[str]:
     cmd = open(f"/proc/{pid}/cmdline").read().split("\0")[:-1]
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 90
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if os.path.exists(f"/proc/{pid}"):
+    if _alive(pid):
         raise AssertionError("dockerd did not stop within 90 s")
     return cmd
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie: a daemon this test process started stays a zombie until reaped."""
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state in ("Z", "X"):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
 
 
 def start_dockerd(cmd: list[str]) -> None:
