@@ -55,7 +55,7 @@ def _entry(name: str, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         return {"job_id": name, "name": name, "status": "unknown", "phase": None, "reason": None, "attempts": None,
                 "labels": {}, "updated_at": None, "container_id": raw if isinstance(raw, str) else None,
-                "container_name": None}
+                "container_name": None, "queue_position": None}
     phase = raw.get("phase") if isinstance(raw.get("phase"), str) else None
     labels = raw.get("labels") if isinstance(raw.get("labels"), dict) else {}
     status = raw.get("status")
@@ -65,6 +65,7 @@ def _entry(name: str, raw: Any) -> dict[str, Any]:
         return value if isinstance(value, str) else None
 
     attempts = raw.get("attempts")
+    position = raw.get("queue_position")
     return {
         "job_id": name,
         "name": name,
@@ -76,6 +77,7 @@ def _entry(name: str, raw: Any) -> dict[str, Any]:
         "updated_at": opt_str("updated_at"),
         "container_id": opt_str("container_id"),
         "container_name": opt_str("container_name"),
+        "queue_position": position if isinstance(position, int) and not isinstance(position, bool) else None,
     }
 
 
@@ -86,6 +88,7 @@ def _entry_from_status(name: str, status: dict[str, Any]) -> dict[str, Any]:
         "phase": phase, "reason": status.get("reason"), "attempts": status.get("attempts"),
         "labels": status.get("labels"), "updated_at": status.get("updatedAt"),
         "container_id": status.get("containerId"), "container_name": status.get("containerName"),
+        "queue_position": status.get("queuePosition"),
     })
 
 

@@ -120,7 +120,10 @@ def table_rows(views: list[JobView], wide: bool, bars: bool) -> list[list[Any]]:
             spec = v.detail.get("spec") or {}
             labels = v.detail["metadata"].get("labels") or {}
             exit_code = st.get("exitCode")
-            row += [st.get("reason") or "-", "-" if exit_code is None else str(exit_code),
+            reason = st.get("reason") or "-"
+            if st.get("queuePosition"):
+                reason += f" (queue #{st['queuePosition']})"
+            row += [reason, "-" if exit_code is None else str(exit_code),
                     spec.get("image") or "-", ",".join(f"{k}={labels[k]}" for k in sorted(labels)) or "-"]
         rows.append(row)
     return rows
