@@ -31,7 +31,9 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_controller_outlives_its_test():
-    yield
-    from e2e.harness import kill_started_controllers
+    """Controllers a test started (not those of module or session fixtures) are killed when it ends."""
+    from e2e.harness import STARTED, kill_started_controllers
 
-    kill_started_controllers()
+    before = len(STARTED)
+    yield
+    kill_started_controllers(since=before)

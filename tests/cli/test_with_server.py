@@ -81,7 +81,7 @@ def test_apply_says_created_configured_unchanged_and_dry_run_changes_nothing(ser
 def test_apply_from_stdin_and_a_folder_and_nothing_when_one_file_is_bad(server: Server, tmp_path: Path):
     cli = server.cli
     piped = cli("apply", "-f", "-", input=yaml.safe_dump(job("apply-stdin", "true", {"suite": "apply"})))
-    assert (piped.returncode, piped.stdout) == (0, "job/apply-stdin created\n")
+    assert (piped.returncode, piped.stdout) == (0, "job/apply-stdin created\n"), piped.stderr
     as_json = cli("apply", "-f", "-", input=json.dumps(job("apply-json", "true", {"suite": "apply"})))
     assert as_json.stdout == "job/apply-json created\n"
 
