@@ -23,8 +23,9 @@ class ApiContext:
     max_body: int
 
     def job_known(self, name: str) -> bool:
-        """A job exists if the controller has a record of it or a spec file defines it."""
-        return self.store.job_dir(name).is_dir() or self.specs.find(name) is not None
+        """A job exists if the controller has a record of it or a spec file defines it (a collected job's kept
+        artifacts alone do not make it one)."""
+        return self.store.status_path(name).is_file() or self.specs.find(name) is not None
 
     def require_job(self, name: str) -> None:
         if not self.job_known(name):

@@ -31,7 +31,6 @@ from .errors import ApiError
 log = structlog.get_logger("opeva.api.specs")
 
 Action = Literal["created", "updated", "unchanged", "deleted"]
-_REMOVE = object()
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ class SpecFiles:
 
     # ---- control fields -------------------------------------------------------------------------------------
     def set_control(self, name: str, changes: dict[str, Any], verb: str) -> WriteOutcome:
-        """Set (or with `_REMOVE`, drop) keys under `spec:` of the job's file, keeping the rest of the file."""
+        """Set keys under `spec:` of the job's file, keeping the rest of the file as it was."""
         with self._lock:
             found = self.find(name)
             if found is None:
@@ -182,7 +181,7 @@ class SpecFiles:
                 raise ApiError(409, f"cannot set {_describe(changes)} for job {name!r}: its spec file {found.rel} is "
                                     f"invalid: {found.loaded.error}")
             current = manifest.spec.model_dump()
-            wanted = {k: v for k, v in changes.items() if v is _REMOVE or current.get(k) != v}
+            wanted = {k: v for k, v in changes.items() if current.get(k) != v}
             if not wanted:
                 return WriteOutcome(name, "unchanged", found.rel, manifest,
                                     f"job {name!r} already has {_describe(changes)}; the file was not touched")
@@ -253,7 +252,7 @@ def _rewrite_json(text: str, changes: dict[str, Any]) -> str:
     doc = json.loads(text)
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
         raise ValueError("the file has no 'spec' mapping")
-    _apply(doc["spec"], changes)
+    doc["spec"].update(changes)
     indent = _json_indent(text)
     return json.dumps(doc, indent=indent, ensure_ascii=False) + "\n"
 
@@ -274,7 +273,7 @@ def _rewrite_yaml(text: str, changes: dict[str, Any]) -> str:
     doc = rt.load(text)
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
         raise ValueError("the file has no 'spec' mapping")
-    _apply(doc["spec"], changes)
+    doc["spec"].update(changes)
     out = io.StringIO()
     rt.dump(doc, out)
     return out.getvalue()
@@ -297,15 +296,4 @@ def _yaml_mapping_indent(text: str) -> int:
 
 
 def _describe(changes: dict[str, Any]) -> str:
-    return ", ".join(f"spec.{k} removed" if v is _REMOVE else f"spec.{k}={json.dumps(v)}" for k, v in changes.items())
-
-
-def _apply(spec: dict[str, Any], changes: dict[str, Any]) -> None:
-    for key, value in changes.items():
-        if value is _REMOVE:
-            spec.pop(key, None)
-        else:
-            spec[key] = value
-
-
-REMOVE = _REMOVE
+    return ", ".join(f"spec.{k}={json.dumps(v)}" for k, v in changes.items())

@@ -284,13 +284,15 @@ class _Sync:
             self.actions.append(Collect(st.phase))
 
     def invalid_spec(self, error: str) -> None:
-        """A broken file never stops a running container (a typo must not kill a three-day training)."""
+        """A broken file never stops a running container (a typo must not kill a three-day training).
+
+        An attempt that exits meanwhile is not recorded: its container waits until the file is valid again, when the
+        exit is judged by the job's own policy (or until the file is deleted).
+        """
         st = self.ensure_status("Failed", "InvalidSpec")
         running = [c for c in self.observed.containers if c.running]
         for c in self.observed.containers:
-            if c.exited:
-                if not st.recorded(c.name) and c.name in self.observed.logs_complete:
-                    self.record_history(c, "Succeeded" if c.exit_code == 0 else "Failed", "InvalidSpec")
+            if c.exited and st.recorded(c.name):
                 self.remove_when_drained(c)
         cond = st.condition("SpecValid")
         if cond is None or cond.status != "False" or cond.message != error:

@@ -9,7 +9,9 @@ timestamp, skipping frames already counted: no line is lost, none is written twi
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -108,7 +110,7 @@ class LogCapture:
         cursor_path = self._cursor_path(c.job)
         cur = read_json(cursor_path)
         cur = cur if isinstance(cur, dict) else None
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_log(path)
         try:
             size = os.fstat(fd).st_size
             if cur is not None and cur.get("container") == c.name:
@@ -116,8 +118,10 @@ class LogCapture:
                     return True
                 offset, ts, count = min(int(cur["offset"]), size), int(cur["ts"]), int(cur["count"])
             else:
-                # a new attempt: drop a header a crash may have left half-written, then write it whole
-                prev_end = int(cur["offset"]) if cur and cur.get("complete") else size
+                # a new attempt: drop a header a crash may have left half-written, then write it whole. The old
+                # cursor's offset counts only if it describes this same file (logCapture may have changed).
+                same_file = cur is not None and cur.get("file") == path.name and cur.get("complete")
+                prev_end = int(cur["offset"]) if same_file else size
                 offset = min(prev_end, size)
                 if offset > 0 and os.pread(fd, 1, offset - 1) != b"\n":
                     os.pwrite(fd, b"\n", offset)
@@ -128,11 +132,13 @@ class LogCapture:
                 os.pwrite(fd, header, offset)
                 offset += len(header)
                 ts, count = 0, 0
-                self._persist(fd, cursor_path, c.name, offset, ts, count, False)
+                self._persist(fd, cursor_path, c.name, path.name, offset, ts, count, False)
             if size > offset:
                 os.ftruncate(fd, offset)
             last_persist = time.monotonic()
-            skip = count
+            # Resuming: frames up to the cursor are already in the file. Docker stamps stdout and stderr apart, so
+            # stamps can run slightly backwards; once past the cursor every frame is written, in stream order.
+            resume_ts, skip = ts, count
             since = ts / 1e9 - 1 if ts else None
             for frame in self.runtime.logs(c.name, since):
                 stamp, _, payload = frame.partition(b" ")
@@ -140,32 +146,52 @@ class LogCapture:
                     t = timestamp_ns(stamp.decode())
                 except ValueError:
                     t, payload = ts, frame
-                if t < ts:
-                    continue
-                if t == ts and skip > 0:
-                    skip -= 1
-                    continue
+                if resume_ts:
+                    if t < resume_ts or (t == resume_ts and skip > 0):
+                        skip -= t == resume_ts
+                        continue
+                    resume_ts = 0
                 os.pwrite(fd, payload, offset)
                 offset += len(payload)
                 crash_point("mid_log")
-                if t == ts:
+                if t > ts:
+                    ts, count = t, 1
+                elif t == ts:
                     count += 1
-                else:
-                    ts, count, skip = t, 1, 0
                 if time.monotonic() - last_persist >= self.persist_every:
-                    self._persist(fd, cursor_path, c.name, offset, ts, count, False)
+                    self._persist(fd, cursor_path, c.name, path.name, offset, ts, count, False)
                     last_persist = time.monotonic()
             after = self.runtime.inspect(c.name)
             complete = after is None or after.exited
-            self._persist(fd, cursor_path, c.name, offset, ts, count, complete)
+            self._persist(fd, cursor_path, c.name, path.name, offset, ts, count, complete)
             return complete
         finally:
             os.close(fd)
 
     @staticmethod
-    def _persist(fd: int, cursor_path: Path, container: str, offset: int, ts: int, count: int,
+    def _persist(fd: int, cursor_path: Path, container: str, file: str, offset: int, ts: int, count: int,
                  complete: bool) -> None:
         os.fsync(fd)
-        atomic_write_json(cursor_path, {"container": container, "offset": offset, "ts": ts, "count": count,
-                                        "complete": complete})
+        atomic_write_json(cursor_path, {"container": container, "file": file, "offset": offset, "ts": ts,
+                                        "count": count, "complete": complete})
 
+
+def _open_log(path: Path) -> int:
+    """The log file for writing, never through a link: the job can write logs/ and could plant one there to make
+    the controller write into a host file or another job's record. A planted link or FIFO is removed."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            log.warning("log_file_was_a_link", path=str(path), message="removed a link the job put in place of its log")
+            os.unlink(path)
+            continue
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        os.close(fd)
+        log.warning("log_file_not_regular", path=str(path), message="removed a non-file in place of the log")
+        os.unlink(path)
+    raise OSError(errno.EEXIST, f"{path} keeps being replaced by something that is not a file")

@@ -177,8 +177,16 @@ class Controller:
                 return
             # scan at once, then coalesce the rest of a burst of file events into one more scan
             self._scan_wake.clear()
-            self.scan_specs()
+            self._guarded("spec_scan_failed", self.scan_specs)
             time.sleep(SCAN_DEBOUNCE)
+
+    @staticmethod
+    def _guarded(event: str, fn, *args) -> None:
+        """A watcher thread survives any error in one round; the next round (or resync) tries again."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception(event)
 
     def scan_specs(self) -> None:
         result = self.specs.scan()
@@ -204,13 +212,13 @@ class Controller:
             if self._stop.is_set():
                 return
             self._resync_wake.clear()
-            self.resync(full=self.resync_count % FULL_RESYNC_EVERY == 0)
+            self._guarded("resync_failed", self.resync, self.resync_count % FULL_RESYNC_EVERY == 0)
 
     def resync(self, full: bool = False) -> None:
         """Re-read everything and enqueue each job whose inputs changed since it settled (all, when `full`)."""
         t0 = time.monotonic()
         self.resync_count += 1
-        self.specs.scan()
+        self.scan_specs()
         self.reconciler.daemon_started_at = self.runtime.daemon_started_at()
         try:
             listed = self.runtime.list()
@@ -260,16 +268,12 @@ class Controller:
                 for ev in stream:
                     if self._stop.is_set():
                         return
-                    if ev.action == "die":  # its share is free now: the next job need not wait for the inspect
-                        self.reconciler.container_ended(ev.container)
-                    if ev.action == "destroy":
-                        self.cache.drop(ev.container)
-                    elif ev.action == "start" and (known := self.cache.get(ev.container)) and known.running:
-                        pass  # our own create already recorded it running: spare the engine an inspect
-                    elif ev.action != "oom":  # an oom is followed by its die
-                        info = self.runtime.inspect(ev.container)
-                        if info is not None:
-                            self.cache.update(info)
+                    try:
+                        self._on_engine_event(ev)
+                    except RuntimeUnavailable:
+                        raise
+                    except Exception:  # one bad event must not look like an engine outage
+                        log.exception("engine_event_failed", job=ev.job, action=ev.action)
                     if ev.job:
                         self.queue.add(ev.job)
                 self._engine_down("event stream ended")
@@ -277,6 +281,19 @@ class Controller:
                 self._engine_down(str(err))
             self._stop.wait(delay)
             delay = min(delay * 2, 30.0)
+
+    def _on_engine_event(self, ev) -> None:
+        """Refresh the cache for one container event; the job is enqueued by the caller whatever happens here."""
+        if ev.action == "die":  # its share is free now: the next job need not wait for the inspect
+            self.reconciler.container_ended(ev.container)
+        if ev.action == "destroy":
+            self.cache.drop(ev.container)
+        elif ev.action == "start" and (known := self.cache.get(ev.container)) and known.running:
+            pass  # our own create already recorded it running: spare the engine an inspect
+        elif ev.action != "oom":  # an oom is followed by its die
+            info = self.runtime.inspect(ev.container)
+            if info is not None:
+                self.cache.update(info)
 
     def _recorder_loop(self) -> None:
         """Heartbeat for /health, and the derived job_track.json index, rewritten at most every 2 s."""
@@ -292,6 +309,8 @@ class Controller:
                 if str(err) != last_error or time.monotonic() - last_logged > 60:
                     log.warning("record_write_failed", error=str(err))
                     last_error, last_logged = str(err), time.monotonic()
+            except Exception:
+                log.exception("recorder_failed")
             self._stop.wait(HEARTBEAT_SECONDS)
 
     def _write_index(self) -> None:

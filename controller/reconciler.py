@@ -170,9 +170,12 @@ class Reconciler:
             if info is not None:
                 self.cache.update(info)
                 containers = self.cache.for_job(name)
+        # an attempt in the history was recorded only once its log was complete: never capture it again
+        done = {h.containerName for h in recorded.history} if recorded else set()
         for c in containers:
-            self.logs.ensure(c)
-        complete = frozenset(c.name for c in containers if c.exited and self.logs.is_complete(c))
+            if c.name not in done:
+                self.logs.ensure(c)
+        complete = frozenset(c.name for c in containers if c.exited and (c.name in done or self.logs.is_complete(c)))
         return Observed(containers=tuple(containers), logs_complete=complete,
                         progress_at=_mtime(self.store.progress_path(name)) if active else None)
 
@@ -197,7 +200,11 @@ class Reconciler:
                 after = self._create(desired, decision.status, action)
                 requeue = after if requeue is None else min(requeue, after)
             elif isinstance(action, Start):
-                self.runtime.start(action.container)
+                try:
+                    self.runtime.start(action.container)
+                except CreateRejected as err:
+                    self._start_failed(decision.status, action.container, err)
+                    return 0.0
                 self._refresh(action.container)
             elif isinstance(action, Stop):
                 self._stop_async(name, action)
@@ -282,11 +289,7 @@ class Reconciler:
             self._refresh(action.container)  # created by an earlier try: adopt it
             return 0.0
         except (ImageMissing, CreateRejected) as err:
-            reason = "ImageNotFound" if isinstance(err, ImageMissing) else "CreateFailed"
-            self._save(status, fail_attempt_start(status, reason, str(err), utcnow()))
-            self._remove_unstarted(action.container)
-            if self.scheduler is not None:
-                self._wake(m.name, self.scheduler.release(m.name))
+            self._start_failed(status, action.container, err)
             return 0.0
         crash_point("after_create")
         self.cache.update(info)
@@ -298,6 +301,14 @@ class Reconciler:
             "log_file": f"logs/{m.name}.log" if m.spec.logCapture else f"logs/{m.name}.stdout.log"})
         log.info("container_created", job=m.name, container=info.name, attempt=action.attempt, state=info.state)
         return 0.0
+
+    def _start_failed(self, status: JobStatus, container: str, err: Exception) -> None:
+        """The engine refused the attempt (no image, a bad definition, an entrypoint that does not exist)."""
+        reason = "ImageNotFound" if isinstance(err, ImageMissing) else "CreateFailed"
+        self._save(status, fail_attempt_start(status, reason, str(err), utcnow()))
+        self._remove_unstarted(container)
+        if self.scheduler is not None:
+            self._wake(status.name, self.scheduler.release(status.name))
 
     def _remove_unstarted(self, container: str) -> None:
         info = self.runtime.inspect(container)

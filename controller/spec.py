@@ -262,6 +262,9 @@ def parse_text(text: str | bytes, source: str = "request", fmt: str = "yaml") ->
             doc = docs[0] if docs else None
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         raise SpecError(f"{source}: cannot parse {fmt.upper()}: {str(err).splitlines()[0] if str(err) else err}") from None
+    except (RecursionError, ValueError) as err:  # e.g. thousands of nested brackets
+        raise SpecError(f"{source}: cannot parse {fmt.upper()}: {type(err).__name__}: nested too deeply or malformed") \
+            from None
     if doc is None:
         raise SpecError(f"{source}: empty file")
     return parse_document(doc, source)
@@ -302,7 +305,10 @@ def load_spec_file(path: Path, root: Path) -> LoadedSpec:
     rel = path.relative_to(root)
     fallback = name_from_stem(path)
     try:
-        real = path.resolve(strict=True)
+        try:
+            real = path.resolve(strict=True)
+        except RuntimeError:  # Python 3.11 reports a symlink loop this way
+            return LoadedSpec(path, fallback, error=f"{rel}: symlink loop")
         if not real.is_relative_to(root.resolve()):
             return LoadedSpec(path, fallback, error=f"{rel}: symlink points outside the specs folder")
         fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))

@@ -37,6 +37,7 @@ class SpecSource:
         self._files: dict[Path, tuple[tuple[int, int, int], LoadedSpec]] = {}
         self._desired: dict[str, Desired] = {}
         self._lock = threading.Lock()
+        self._scan_lock = threading.Lock()
 
     def desired(self, name: str) -> Desired:
         with self._lock:
@@ -47,6 +48,11 @@ class SpecSource:
             return set(self._desired)
 
     def scan(self) -> ScanResult:
+        """One scan at a time (the watcher and the resync both scan), so an older view never replaces a newer."""
+        with self._scan_lock:
+            return self._scan()
+
+    def _scan(self) -> ScanResult:
         result = ScanResult()
         seen: dict[Path, tuple[tuple[int, int, int], LoadedSpec]] = {}
         now = time.time()

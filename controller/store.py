@@ -12,11 +12,12 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import structlog
 
@@ -66,6 +67,28 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class UnsafeFile(OSError):
+    """A file in a job's writable folders is a link or not a regular file; it is not followed."""
+
+
+def open_job_file(path: Path) -> BinaryIO | None:
+    """Open for reading a file a job could have replaced by a link (results, progress, logs), never following it.
+
+    The folders a job can write are bind mounts it cannot swap, so refusing a link in the last component is enough
+    to keep a job from making the controller read (or upload) a file of the host or of another job.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise UnsafeFile(f"{path} cannot be read safely: {err.strerror or err}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeFile(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def read_json(path: Path) -> Any | None:
@@ -155,8 +178,11 @@ class DataStore:
         data = "".join(json.dumps(e.model_dump(mode="json"), separators=(",", ":")) + "\n" for e in events)
         path = self.job_dir(name) / "events.jsonl"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = "\n" + data  # a line cut by a full disk ends here, so the next one starts whole
                 os.write(fd, data.encode())
             finally:
                 os.close(fd)
@@ -193,31 +219,34 @@ class DataStore:
         """
         d = self.job_dir(name)
         archive = None
-        if artifacts == "archive":
-            archive_dir = self.root / "archive"
-            archive_dir.mkdir(exist_ok=True)
-            stamp = finished_at.replace(":", "").replace("-", "")
-            archive = archive_dir / f"{name}-{stamp}.tar.gz"
-            tmp = archive_dir / f".{archive.name}.tmp"
-            try:
-                with tarfile.open(tmp, "w:gz") as tar:
-                    tar.add(d, arcname=name)
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, archive)
-            except OSError as err:
-                tmp.unlink(missing_ok=True)
-                raise StoreError(f"cannot archive {d} to {archive}: {err.strerror or err}") from err
-        if artifacts in ("archive", "delete"):
-            for entry in d.iterdir():
-                if entry.name != "status.json":
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-            self.status_path(name).unlink(missing_ok=True)
-            d.rmdir()
-        else:
-            for record in ("job_info.json", "events.jsonl", "status.json"):
-                (d / record).unlink(missing_ok=True)
-        (self.state_dir / "cursors" / f"{name}.json").unlink(missing_ok=True)
+        try:
+            if artifacts == "archive":
+                archive_dir = self.root / "archive"
+                archive_dir.mkdir(exist_ok=True)
+                stamp = finished_at.replace(":", "").replace("-", "")
+                archive = archive_dir / f"{name}-{stamp}.tar.gz"
+                if not archive.exists():  # a retry after a part-way removal keeps the first, whole archive
+                    tmp = archive_dir / f".{archive.name}.tmp"
+                    try:
+                        with tarfile.open(tmp, "w:gz") as tar:
+                            tar.add(d, arcname=name)
+                        with open(tmp, "rb") as f:
+                            os.fsync(f.fileno())
+                        os.replace(tmp, archive)
+                    finally:
+                        tmp.unlink(missing_ok=True)
+            if artifacts in ("archive", "delete"):
+                for entry in d.iterdir():
+                    if entry.name != "status.json":
+                        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                self.status_path(name).unlink(missing_ok=True)
+                d.rmdir()
+            else:
+                for record in ("job_info.json", "events.jsonl", "status.json"):
+                    (d / record).unlink(missing_ok=True)
+            (self.state_dir / "cursors" / f"{name}.json").unlink(missing_ok=True)
+        except OSError as err:
+            raise StoreError(f"cannot collect job {name} ({artifacts}): {err.strerror or err}") from err
         return archive
 
     # ---- index and heartbeat -----------------------------------------------------------------------------

@@ -163,8 +163,14 @@ class DockerRuntime:
         try:
             self._call(self._api.start, name)
         except derr.APIError as err:
-            if err.status_code in (400, 404, 500) and "already started" not in str(err):
-                raise CreateRejected(f"Docker could not start {name}: {err.explanation or err}") from err
+            text = str(err.explanation or err)
+            if err.status_code == 304 or "already started" in text:
+                return
+            # the runtime refusing the container (no such executable, bad mount) is the job's definition;
+            # any other server error may pass, so it is retried like an unreachable engine
+            if err.status_code in (400, 404) or "OCI runtime" in text or "executable file not found" in text:
+                raise CreateRejected(f"Docker could not start {name}: {text}") from err
+            raise RuntimeUnavailable(f"start {name}: {text}") from err
 
     def stop(self, name: str, grace: int) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; an already stopped or removed container is fine."""

@@ -30,7 +30,7 @@ import structlog
 from ..decide import run_key
 from ..spec import JobManifest
 from ..status import AttemptRecord, JobStatus
-from ..store import DataStore, StoreError, atomic_write_bytes, read_json
+from ..store import DataStore, StoreError, atomic_write_bytes, open_job_file, read_json
 from . import values
 from .config import TrackingConfig
 from .outbox import Entry, Outbox, dumps, new_entry_id, now_ms
@@ -56,7 +56,6 @@ class MlflowHooks:
         self.outbox = Outbox(store.state_dir)
         self.sender = Sender(config, self.rest, self.outbox, on_run_known=self._link, on_closed=self._closed)
         self._lock = threading.RLock()  # mirror and close of entries (local I/O only)
-        self._info_lock = threading.Lock()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._mirrored_at: dict[str, float] = {}
@@ -170,7 +169,6 @@ class MlflowHooks:
                 if now - last_sweep >= SWEEP_SECONDS:
                     last_sweep = now
                     self.sweep(None)
-                    self._relink()
             except Exception:
                 log.exception("mlflow_watcher_error")
 
@@ -271,11 +269,16 @@ class MlflowHooks:
         """Copy this attempt's result.json into the outbox (the next attempt may overwrite it); its numbers."""
         path = self.store.job_dir(entry.job) / "results" / "result.json"
         try:
-            st = path.stat()
-            if st.st_mtime < entry.created_ms / 1000 - 1 or st.st_size > MAX_RESULT_BYTES:
-                return {}  # an earlier attempt's, or too big to keep a copy of
-            data = path.read_bytes()
-        except OSError:
+            f = open_job_file(path)  # the job wrote it: never follow a link it put there
+            if f is None:
+                return {}
+            with f:
+                st = os.fstat(f.fileno())
+                if st.st_mtime < entry.created_ms / 1000 - 1 or st.st_size > MAX_RESULT_BYTES:
+                    return {}  # an earlier attempt's, or too big to keep a copy of
+                data = f.read(MAX_RESULT_BYTES + 1)
+        except OSError as err:  # UnsafeFile included
+            log.warning("mlflow_result_unreadable", job=entry.job, error=str(err))
             return {}
         try:
             atomic_write_bytes(self.outbox.path(entry, "result.json"), data)
@@ -298,14 +301,6 @@ class MlflowHooks:
             "mlflow_tracking_uri": self.config.tracking_uri, "mlflow_attempt": entry.attempt,
             "mlflow_run_status": entry.close["status"] if entry.close else "RUNNING"})
 
-    def _relink(self) -> None:
-        """Put the run back into job_info.json if a concurrent read-merge-write of that file dropped it."""
-        for entry in self.outbox.entries():
-            if entry.run_id and not entry.closing:
-                info = read_json(self.store.job_dir(entry.job) / "job_info.json")
-                if isinstance(info, dict) and info.get("mlflow_run_id") != entry.run_id:
-                    self._link(entry)
-
     def _closed(self, entry: Entry) -> None:
         self._mirrored_at.pop(entry.id, None)
         self._progress_seen.pop(entry.id, None)
@@ -316,11 +311,10 @@ class MlflowHooks:
     def _write_info(self, job: str, info: dict[str, Any]) -> None:
         if not self.store.job_dir(job).exists():
             return  # collected
-        with self._info_lock:
-            try:
-                self.store.write_job_info(job, info)
-            except (StoreError, OSError) as err:
-                log.warning("mlflow_job_info_write_failed", job=job, error=str(err))
+        try:
+            self.store.write_job_info(job, info)  # serialised with the workers' writes by the store
+        except (StoreError, OSError) as err:
+            log.warning("mlflow_job_info_write_failed", job=job, error=str(err))
 
 
 def _size(path: Path) -> int:

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from ..store import open_job_file
 from .config import TrackingConfig
 from .values import safe_key
 
@@ -81,7 +82,10 @@ class FileRange:
 
     def read(self, n: int = -1) -> bytes:
         if self._f is None:
-            self._f = open(self.path, "rb")
+            f = open_job_file(self.path)  # the log lives in a folder the job can write: never follow a link
+            if f is None:
+                raise FileNotFoundError(self.path)
+            self._f = f
             self._f.seek(self.start)
         if self._left <= 0:
             return b""
@@ -228,7 +232,10 @@ class MlflowRest:
 
         with tempfile.TemporaryDirectory(prefix="opeva-mlflow-") as tmp:
             local = Path(tmp) / name
-            with open(source, "rb") as src, open(local, "wb") as dst:
+            src = open_job_file(source)
+            if src is None:
+                raise FileNotFoundError(source)
+            with src, open(local, "wb") as dst:
                 src.seek(start)
                 left = end - start
                 while left > 0:
@@ -256,8 +263,6 @@ def tag(key: str, value: str) -> dict[str, str]:
     return {"key": safe_key(key), "value": value[:MAX_TAG_VALUE]}
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def chunks(items: list, size: int) -> Iterator[list]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -18,17 +17,11 @@ from typing import Iterator
 
 import pytest
 
-from e2e.harness import ControllerProcess, cleanup_containers
+from e2e.harness import ControllerProcess, cleanup_containers, free_port
 
 OPEVA = Path(sys.executable).parent / "opeva"
 TOKEN = "cli-test-token"
 COLOUR_OVERRIDES = ("FORCE_COLOR", "NO_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _default_sigint() -> None:

@@ -5,24 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import yaml
+from e2e.harness import SESSION, TEST_LABEL, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BASE_IMAGE = os.environ.get("OPEVA_TEST_BASE_IMAGE", "opeva-test/base:bookworm")
 IMAGE = "opeva-test/controller:deploy"
-BUSYBOX = "opeva-test/busybox:latest"
-SESSION = uuid.uuid4().hex[:6]
-TEST_LABEL = "opeva-test"
 OPEVA_UID = 10001  # the Dockerfile's default
 TOKEN = "deploy-test-token"
 SIZE_TARGET_MB = 250  # over the base
@@ -59,12 +53,6 @@ def build_context(dest: Path) -> Path:
     return dest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http(port: int, path: str, token: str | None = None, timeout: float = 5) -> tuple[int, Any]:
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if token:
@@ -76,50 +64,6 @@ def http(port: int, path: str, token: str | None = None, timeout: float = 5) -> 
         return err.code, None
     except (urllib.error.URLError, OSError):  # not listening (yet)
         return 0, None
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def job_name(base: str) -> str:
-    return f"{base}-{SESSION}"
-
-
-def write_spec(data: Path, name: str, script: str) -> None:
-    doc = {"apiVersion": "opeva/v1", "kind": "Job",
-           "metadata": {"name": name, "labels": {TEST_LABEL: SESSION}},
-           "spec": {"image": BUSYBOX, "network": "none", "command": ["sh", "-c"], "args": [script]}}
-    tmp = data / "specs" / f".{name}.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.replace(tmp, data / "specs" / f"{name}.yaml")
-
-
-def read_status(data: Path, name: str) -> dict | None:
-    try:
-        return json.loads((data / "jobs" / name / "status.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def wait_phase(data: Path, name: str, *phases: str, timeout: float = 60) -> dict:
-    try:
-        return wait_for(lambda: (st := read_status(data, name)) and st["phase"] in phases and st,
-                        timeout, what=f"{name} in {phases}")
-    except AssertionError as err:
-        raise AssertionError(f"{err}; last status: {read_status(data, name)}") from None
-
-
-def job_containers(name: str) -> list[dict]:
-    out = sh("docker", "ps", "-a", "--filter", f"label=opeva.job={name}", "--format", "{{json .}}").stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def socket_gid() -> int:

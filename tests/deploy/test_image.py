@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import (BASE_IMAGE, OPEVA_UID, ROOT, SESSION, SIZE_TARGET_MB, TEST_LABEL, TOKEN, ControllerContainer,
-                       cleanup, free_port, http, image_size, job_containers, job_name, make_data_folder,
-                       sh, socket_gid, wait_for, wait_phase, write_spec)
+from e2e.harness import SESSION, TEST_LABEL, free_port, job_name, shell_spec, wait_for, wait_phase, write_spec
+from e2e.harness import containers as job_containers
+
+from .helpers import (BASE_IMAGE, OPEVA_UID, ROOT, SIZE_TARGET_MB, TOKEN, ControllerContainer, cleanup, http,
+                      image_size, make_data_folder, sh, socket_gid)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -56,7 +58,7 @@ def test_job_runs_and_is_recorded(controller, data):
     (data / "marker.txt").write_text(f"marker-{SESSION}\n")
     assert http(controller.port, "/jobs")[0] == 401  # beyond loopback only with the token
     name = job_name("hello")
-    write_spec(data, name, "cat /data/marker.txt; echo hello-from-the-job")
+    write_spec(data, shell_spec(name, "cat /data/marker.txt; echo hello-from-the-job"))
     st = wait_phase(data, name, "Succeeded", "Failed")
     log = (data / "jobs" / name / "logs" / f"{name}.log").read_text()
     assert st["phase"] == "Succeeded", f"{st}\n{log}\n{controller.logs()}"
@@ -73,7 +75,7 @@ def test_job_runs_and_is_recorded(controller, data):
 
 def test_restart_adopts_a_running_job(controller, data):
     name = job_name("across")
-    write_spec(data, name, "echo job-begins; sleep 8; echo job-ends")
+    write_spec(data, shell_spec(name, "echo job-begins; sleep 8; echo job-ends"))
     wait_phase(data, name, "Running", timeout=30)
     t0 = time.monotonic()
     sh("docker", "stop", "-t", "20", controller.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,12 @@ import yaml
 BUSYBOX = "opeva-test/busybox:latest"
 SESSION = uuid.uuid4().hex[:6]  # in every job name and label, so runs never collide with leftovers
 TEST_LABEL = "opeva-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def job_name(base: str) -> str:

@@ -187,3 +187,12 @@ def test_polling_fallback_sees_dropped_and_deleted_specs(data):
         wait_phase(data, name, "Stopped", reason="SpecDeleted", timeout=15)
     finally:
         ctl.kill()
+
+
+def test_an_entrypoint_that_does_not_exist_fails_the_job_with_the_engines_message(data, controller):
+    name = job_name("noexec")
+    write_spec(data, spec_doc(name, command=["/no/such/program"]))
+    st = wait_phase(data, name, "Failed", timeout=30)
+    assert st["reason"] == "CreateFailed" and "/no/such/program" in st["message"]
+    assert st["history"][-1]["outcome"] == "Failed"
+    wait_for(lambda: not containers(name), timeout=10, what="the unstarted container removed")

@@ -669,11 +669,23 @@ def test_invalid_spec_leaves_a_running_container_alone():
     assert (d.actions, d.status.phase, d.status.condition("SpecValid").status) == ([], "Running", "False")
 
 
-def test_invalid_spec_records_an_exit_and_removes_the_container():
+def test_an_exit_while_the_spec_is_invalid_waits_for_the_valid_spec():
     job, c = running_job(M)
     job.edit(None, error=ERROR).step(c, now=at(10))
     d = job.step(exited(M, 1, 0), now=at(31))
-    assert (d.status.history[-1].reason, d.actions) == ("InvalidSpec", [Remove(c.name)])
+    assert (d.status.history, d.actions, d.status.reason) == ([], [], "InvalidSpec")
+    d = job.edit(M).step(exited(M, 1, 0), now=at(40))
+    assert (d.status.phase, d.status.history[-1].outcome, d.actions, creates(d)) == (
+        "Succeeded", "Succeeded", [Remove(c.name)], [])
+
+
+def test_a_failure_while_the_spec_is_invalid_is_judged_by_the_restored_policy():
+    m = manifest(restartPolicy="OnFailure", backoffLimit=2)
+    job, c = running_job(m)
+    job.edit(None, error=ERROR).step(c, now=at(10))
+    job.step(exited(m, 1, 1), now=at(31))
+    d = job.edit(m).step(exited(m, 1, 1), now=at(40))
+    assert (d.status.phase, d.status.reason, d.status.failures) == ("Pending", "BackingOff", 1)
 
 
 def test_invalid_spec_removes_a_kept_container_without_a_new_record():

@@ -360,3 +360,19 @@ def test_load_spec_file_reports_a_vanished_file(specs):
 def test_load_spec_file_reports_a_dangling_symlink(specs):
     (specs / "dangling.yaml").symlink_to(specs / "nowhere.yaml")
     assert "cannot read" in load_spec_file(specs / "dangling.yaml", specs).error
+
+
+def test_deeply_nested_json_is_an_invalid_spec_not_a_crash():
+    with pytest.raises(SpecError, match="nested too deeply"):
+        parse_text("[" * 100_000 + "]" * 100_000, "deep.json", "json")
+
+
+def test_deeply_nested_yaml_is_an_invalid_spec_not_a_crash():
+    with pytest.raises(SpecError):
+        parse_text("[" * 100_000 + "]" * 100_000, "deep.yaml", "yaml")
+
+
+def test_a_symlink_loop_is_an_invalid_spec(tmp_path):
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    loaded = load_spec_file(tmp_path / "loop.yaml", tmp_path)
+    assert loaded.manifest is None and "symlink loop" in loaded.error
