@@ -84,10 +84,13 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
     """
     configure_logging(log_level)
     log = structlog.get_logger("opeva")
-    settings = Settings.from_env(**capacity, data_dir=data_dir, specs_dir=specs_dir, workers=workers,
-                                 resync_seconds=resync_seconds, default_network=default_network,
-                                 poll_specs=poll_specs, ttl_succeeded=ttl_succeeded, ttl_failed=ttl_failed,
-                                 artifacts=artifacts, mlflow_uri=mlflow_uri)
+    try:
+        settings = Settings.from_env(**capacity, data_dir=data_dir, specs_dir=specs_dir, workers=workers,
+                                     resync_seconds=resync_seconds, default_network=default_network,
+                                     poll_specs=poll_specs, ttl_succeeded=ttl_succeeded, ttl_failed=ttl_failed,
+                                     artifacts=artifacts, mlflow_uri=mlflow_uri)
+    except ValueError as err:  # a malformed OPEVA_* variable
+        raise click.ClickException(f"bad setting: {err}") from None
     token = token_file.read_text().strip() if token_file else os.environ.get("OPEVA_API_TOKEN") or None
     if not no_api:
         from api.server import check_bind
@@ -103,7 +106,6 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
 
     from .loop import Controller
     from .runtime.docker import DockerRuntime
-
     from .store import DataStore
 
     store = DataStore.open(settings.data_dir, settings.specs_dir)
@@ -129,7 +131,12 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
         from api.server import start_in_thread
 
         app = create_app(controller.store.root, controller.store.specs_dir, token)
-        server, _ = start_in_thread(app, host, port)
+        try:
+            server, _ = start_in_thread(app, host, port)
+        except OSError as err:
+            controller.stop()
+            raise click.ClickException(f"{err}; is another `opeva run` using the port? Choose one with --port, "
+                                       "or run the controller alone with --no-api") from None
         log.info("api_listening", url=f"http://{host}:{port}", auth=bool(token))
 
     done = threading.Event()

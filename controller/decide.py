@@ -355,12 +355,10 @@ class _Sync:
         elif c is None and name and not st.recorded(name) and st.containerId is not None:
             self.record_vanished(name, m)
 
-        if st.terminal:
+        if st.terminal:  # the exit just recorded finished the run
             for other in current.values():
                 if other.exited:
                     self.remove_when_drained(other)
-            if c is not None and c.running:
-                self.stop(c, st.reason or "Finished")
             return
         for other in current.values():
             if other.exited and other.name != name and not st.recorded(other.name) \
@@ -486,38 +484,34 @@ class _Sync:
             else:
                 self.requeue_in(limit - quiet)
 
-    def create_or_wait(self, name: str, attempt: int, blocked: bool) -> None:
-        """The attempt is recorded but its container is not there yet: create it (again)."""
+    def may_create(self, blocked: bool) -> bool:
+        """Whether a container may be asked for now: nothing blocks it, no backoff or config file is awaited, and
+        the machine has room. When not, says why and when to look again."""
         st = self.st
         if blocked:
-            return
-        if self.desired.config_missing:
-            self.set_phase("Pending", "ConfigFileMissing", self.desired.config_missing)
-            self.requeue_in(10)
-            return
+            return False
         if st.nextAttemptAt and st.nextAttemptAt > self.now:
             self.requeue_in((st.nextAttemptAt - self.now).total_seconds())
-            return
-        if not self.admitted():
-            return
-        self.actions.append(Create(name, attempt, tuple(st.gpuIds)))
-        self.requeue_in(START_POLL)
-
-    def next_attempt(self, m: JobManifest, key: str, blocked: bool) -> None:
-        st = self.st
-        if blocked:
-            return
-        if st.nextAttemptAt and st.nextAttemptAt > self.now:
-            self.requeue_in((st.nextAttemptAt - self.now).total_seconds())
-            return
+            return False
         if self.desired.config_missing:
             if st.reason != "ConfigFileMissing":
                 self.event("ConfigFileMissing", self.desired.config_missing, warning=True)
             self.set_phase("Pending", "ConfigFileMissing", self.desired.config_missing)
             self.requeue_in(10)
+            return False
+        return self.admitted()
+
+    def create_or_wait(self, name: str, attempt: int, blocked: bool) -> None:
+        """The attempt is recorded but its container is not there yet: create it (again)."""
+        if self.may_create(blocked):
+            self.actions.append(Create(name, attempt, tuple(self.st.gpuIds)))
+            self.requeue_in(START_POLL)
+
+    def next_attempt(self, m: JobManifest, key: str, blocked: bool) -> None:
+        """Record the next attempt (the intent), then ask for its container."""
+        if not self.may_create(blocked):
             return
-        if not self.admitted():
-            return
+        st = self.st
         st.attempts += 1
         st.containerName = container_name(self.facts.instance, m.name, key, st.attempts)
         st.containerId = None

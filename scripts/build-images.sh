@@ -56,7 +56,11 @@ fi
 if [ "$need_python" = 1 ] && ! have opeva-test/python:3.11; then
   ensure_pkg debootstrap debootstrap
   root=$(mktemp -d)
-  debootstrap --variant=minbase --include=python3 bookworm "$root" >/tmp/opeva-debootstrap.log 2>&1
+  if ! debootstrap --variant=minbase --include=python3 bookworm "$root" >/tmp/opeva-debootstrap.log 2>&1; then
+    echo "build-images: debootstrap failed; the end of /tmp/opeva-debootstrap.log:" >&2
+    tail -20 /tmp/opeva-debootstrap.log >&2
+    exit 1
+  fi
   rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
   tar -C "$root" -c . | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'CMD ["python3"]' \
     -m "opeva test image: debian bookworm minbase + python3" - opeva-test/python:3.11 >/dev/null

@@ -1,4 +1,5 @@
-"""The Docker runtime, on the `docker` SDK. The only module that talks to the Docker engine."""
+"""The Docker runtime, on the `docker` SDK: all the reconcile loop asks of the engine goes through here (the
+start-up host-path check in hostpaths.py reads the engine's view of our own container on its own)."""
 
 from __future__ import annotations
 
