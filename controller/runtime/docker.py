@@ -31,6 +31,7 @@ from .base import (
 )
 
 WATCHED_ACTIONS = frozenset({"start", "die", "oom", "destroy"})
+_TRANSIENT = ("context deadline exceeded", "timeout", "connection refused", "try again")
 _UNAVAILABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, derr.DockerException)
 
 
@@ -167,11 +168,11 @@ class DockerRuntime:
             text = str(err.explanation or err)
             if err.status_code == 304 or "already started" in text:
                 return
-            # the runtime refusing the container (no such executable, bad mount) is the job's definition;
-            # any other server error may pass, so it is retried like an unreachable engine
-            if err.status_code in (400, 404) or "OCI runtime" in text or "executable file not found" in text:
-                raise CreateRejected(f"Docker could not start {name}: {text}") from err
-            raise RuntimeUnavailable(f"start {name}: {text}") from err
+            # the engine refusing the container (no such executable, a bad mount, a GPU driver it lacks) is about
+            # the job's definition and fails the job with Docker's words; a timeout inside the engine may pass
+            if err.status_code >= 500 and any(t in text for t in _TRANSIENT):
+                raise RuntimeUnavailable(f"start {name}: {text}") from err
+            raise CreateRejected(f"Docker could not start {name}: {text}") from err
 
     def stop(self, name: str, grace: int) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; an already stopped or removed container is fine."""
