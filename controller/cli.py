@@ -31,21 +31,30 @@ def _parsed(parse):
     return callback
 
 
+def _server_options(command):
+    """The options `opeva run` and `opeva api` share: where the data is, where to listen, the token."""
+    for option in reversed([
+        click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_DATA",
+                     default="./opeva-data", show_default=True, help="The data folder (specs, job records, logs)."),
+        click.option("--specs", "specs_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_SPECS",
+                     help="Specs folder (default DATA/specs), e.g. a git checkout."),
+        click.option("--host", default="127.0.0.1", show_default=True, help="API bind address."),
+        click.option("--port", default=8000, show_default=True, type=int, envvar="OPEVA_PORT", help="API port."),
+        click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     help="File holding the API bearer token (else $OPEVA_API_TOKEN)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """OPEVA job controller: spec files in a folder become Docker containers, observed and recorded."""
 
 
 @main.command()
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_DATA",
-              default="./opeva-data", show_default=True, help="The data folder (specs, job records, logs).")
-@click.option("--specs", "specs_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_SPECS",
-              help="Specs folder (default DATA/specs), e.g. a git checkout.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="API bind address.")
-@click.option("--port", default=8000, show_default=True, type=int, envvar="OPEVA_PORT", help="API port.")
+@_server_options
 @click.option("--no-api", is_flag=True, help="Run the controller only.")
-@click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="File holding the API bearer token (else $OPEVA_API_TOKEN).")
 @click.option("--workers", type=int, help="Parallel reconcile workers (default 4).")
 @click.option("--resync", "resync_seconds", type=float, help="Seconds between full resyncs (default 10).")
 @click.option("--network", "default_network", help="Docker network for jobs that name none.")
@@ -155,14 +164,7 @@ def run(data_dir: Path, specs_dir: Path | None, host: str, port: int, no_api: bo
 
 
 @main.command("api")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_DATA",
-              default="./opeva-data", show_default=True, help="The data folder the controller runs on.")
-@click.option("--specs", "specs_dir", type=click.Path(file_okay=False, path_type=Path), envvar="OPEVA_SPECS",
-              help="Specs folder (default DATA/specs).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
-@click.option("--port", default=8000, show_default=True, type=int, envvar="OPEVA_PORT", help="Port.")
-@click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="File holding the API bearer token (else $OPEVA_API_TOKEN).")
+@_server_options
 @click.option("--log-level", default="info", show_default=True)
 def api_command(data_dir: Path, specs_dir: Path | None, host: str, port: int, token_file: Path | None,
                 log_level: str) -> None:
