@@ -151,7 +151,7 @@ class _Sync:
         self.observed = observed
         self.facts = facts
         self.now = facts.now
-        self.st = recorded.model_copy(deep=True) if recorded is not None else None
+        self.st = recorded.working_copy() if recorded is not None else None
         self.events: list[Event] = []
         self.actions: list[Action] = []
         self.requeue: float | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from datetime import datetime
 
 import structlog
@@ -67,8 +66,7 @@ class Controller:
         self._threads: list[threading.Thread] = []
         self._observer = None
         self._lock = None
-        self._settled: dict[str, tuple] = {}
-        self._settled_lock = threading.Lock()
+        self._unsettled: set[str] = set()  # jobs whose last reconcile asked to look again, or failed
         self.docker_ok = False
         self._outage_since: datetime | None = None
         self.resync_count = 0
@@ -122,16 +120,13 @@ class Controller:
             name = self.queue.get()
             if name is None:
                 return
+            self._unsettled.add(name)  # until it settles (set operations are atomic under the GIL)
             try:
-                inputs = self._inputs(name)
                 after = self.reconciler.reconcile(name)
                 self.queue.forget(name)
-                with self._settled_lock:
-                    if after is None:
-                        self._settled[name] = inputs
-                    else:
-                        self._settled.pop(name, None)
-                if after is not None:
+                if after is None:
+                    self._unsettled.discard(name)
+                else:
                     self.queue.add_after(name, after)
             except RuntimeUnavailable as err:
                 # the engine is away: every job would say so; one line from the watcher is enough
@@ -147,10 +142,6 @@ class Controller:
                 log.exception("reconcile_failed", job=name, retry_in=round(delay, 2))
             finally:
                 self.queue.done(name)
-
-    def _inputs(self, name: str) -> tuple:
-        """What a settled job's decision depends on; if none of it changed, a resync can skip the job."""
-        return (self.specs.desired(name), tuple(self.cache.for_job(name)))
 
     # ---- watchers ---------------------------------------------------------------------------------------
     def _watch_specs(self) -> None:
@@ -215,7 +206,13 @@ class Controller:
             self._guarded("resync_failed", self.resync, self.resync_count % FULL_RESYNC_EVERY == 0)
 
     def resync(self, full: bool = False) -> None:
-        """Re-read everything and enqueue each job whose inputs changed since it settled (all, when `full`)."""
+        """Re-read the folder and the engine, and enqueue what may need a look: jobs whose spec changed (the scan
+        does that), jobs with containers, jobs not settled yet; every job when `full`.
+
+        A settled job with no container and an unchanged spec cannot decide differently until one of those changes
+        (timers are requeues on the queue), so a resync over thousands of finished jobs touches none of them; the
+        periodic full resync is the safety net.
+        """
         t0 = time.monotonic()
         self.resync_count += 1
         self.scan_specs()
@@ -226,17 +223,14 @@ class Controller:
             self._engine_up()
         except RuntimeUnavailable as err:
             self._engine_down(str(err))
-        names = self.specs.names() | self.cache.jobs() | set(self.reconciler.statuses())
-        queued = 0
-        with self._settled_lock:
-            settled = dict(self._settled)
+        if full:
+            names = self.specs.names() | self.cache.jobs() | set(self.reconciler.statuses())
+        else:
+            names = self.cache.jobs() | set(self._unsettled)
         for name in sorted(names):
-            if not full and settled.get(name) == self._inputs(name):
-                continue
             self.queue.add(name)
-            queued += 1
         self.last_resync_seconds = time.monotonic() - t0
-        log.debug("resync", jobs=len(names), queued=queued, seconds=round(self.last_resync_seconds, 3), full=full)
+        log.debug("resync", queued=len(names), seconds=round(self.last_resync_seconds, 3), full=full)
 
     def _engine_down(self, error: str) -> None:
         if self.docker_ok or self._outage_since is None:
@@ -302,8 +296,7 @@ class Controller:
             try:
                 if self.reconciler.index_dirty.is_set():
                     self._write_index()
-                phases = Counter(s.phase for s in self.reconciler.statuses().values())
-                self.store.write_heartbeat({"docker": self.docker_ok, "phases": dict(phases),
+                self.store.write_heartbeat({"docker": self.docker_ok, "phases": self.reconciler.phase_counts(),
                                             "queue": len(self.queue), "capacity": self.scheduler.summary()})
             except StoreError as err:
                 if str(err) != last_error or time.monotonic() - last_logged > 60:

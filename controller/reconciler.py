@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -86,6 +87,7 @@ class Reconciler:
         self.host_data = Path(settings.host_data_dir or store.root)
         self.instance = store.instance_id()
         self._statuses: dict[str, JobStatus] = {}
+        self._phases: Counter[str] = Counter()
         self._status_lock = threading.Lock()
         self._stopping: set[str] = set()
         self._stopping_lock = threading.Lock()
@@ -100,8 +102,14 @@ class Reconciler:
                 loaded[name] = st
         with self._status_lock:
             self._statuses = loaded
+            self._phases = Counter(st.phase for st in loaded.values())
         self.index_dirty.set()
         return len(loaded)
+
+    def phase_counts(self) -> dict[str, int]:
+        """Jobs per phase, kept as statuses change: the heartbeat never walks thousands of records."""
+        with self._status_lock:
+            return {phase: n for phase, n in self._phases.items() if n}
 
     def statuses(self) -> dict[str, JobStatus]:
         with self._status_lock:
@@ -131,6 +139,9 @@ class Reconciler:
             self.store.write_status(new)
             with self._status_lock:
                 self._statuses[new.name] = new
+                self._phases[new.phase] += 1
+                if old is not None:
+                    self._phases[old.phase] -= 1
             self.index_dirty.set()
             if old is None or (old.phase, old.containerId) != (new.phase, new.containerId):
                 self.store.write_job_info(new.name, {
@@ -266,7 +277,8 @@ class Reconciler:
     def _collect(self, status: JobStatus) -> None:
         archive = self.store.collect_job(status.name, self.settings.artifacts, iso(status.finishedAt) or "")
         with self._status_lock:
-            self._statuses.pop(status.name, None)
+            if self._statuses.pop(status.name, None) is not None:
+                self._phases[status.phase] -= 1
         self.index_dirty.set()
         log.info("job_collected", job=status.name, phase=status.phase, artifacts=self.settings.artifacts,
                  archive=str(archive) if archive else None)

@@ -13,6 +13,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -184,9 +185,9 @@ class JobManifest(_Strict):
     def name(self) -> str:
         return self.metadata.name
 
-    @property
+    @cached_property
     def generation(self) -> str:
-        return generation_hash(self)
+        return generation_hash(self)  # the manifest is frozen, so once is enough
 
     def to_document(self) -> dict[str, Any]:
         """The manifest as a plain dict without defaults, suitable for writing back to a file."""
@@ -282,10 +283,13 @@ def name_from_stem(path: Path) -> str:
 
 def is_spec_file(rel: Path) -> bool:
     """Hidden files and folders, editor swap/backup files and temp files are never specs."""
-    if any(part.startswith(".") for part in rel.parts):
-        return False
-    name = rel.name
-    if name.endswith("~") or name.endswith((".swp", ".swx", ".tmp")) or (name.startswith("#") and name.endswith("#")):
+    return not any(part.startswith(".") for part in rel.parts) and is_spec_name(rel.name)
+
+
+def is_spec_name(name: str) -> bool:
+    """A file name (not its folders) that can hold a spec."""
+    if name.startswith(".") or name.endswith("~") or name.endswith((".swp", ".swx", ".tmp")) \
+            or (name.startswith("#") and name.endswith("#")):
         return False
     return name.endswith(SPEC_SUFFIXES)
 

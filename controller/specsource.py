@@ -7,16 +7,18 @@ is reported, so an editor's non-atomic save does not flash an InvalidSpec.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import structlog
 
 from .decide import Desired
-from .spec import LoadedSpec, is_spec_file, load_spec_file
+from .spec import JobManifest, LoadedSpec, is_spec_name, load_spec_file
 
 log = structlog.get_logger("opeva.specs")
 
@@ -34,7 +36,7 @@ class SpecSource:
     def __init__(self, specs_dir: Path, data_dir: Path):
         self.specs_dir = specs_dir
         self.data_dir = data_dir
-        self._files: dict[Path, tuple[tuple[int, int, int], LoadedSpec]] = {}
+        self._files: dict[str, tuple[tuple[int, int, int], LoadedSpec]] = {}
         self._desired: dict[str, Desired] = {}
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
@@ -54,61 +56,87 @@ class SpecSource:
 
     def _scan(self) -> ScanResult:
         result = ScanResult()
-        seen: dict[Path, tuple[tuple[int, int, int], LoadedSpec]] = {}
+        seen: dict[str, tuple[tuple[int, int, int], LoadedSpec]] = {}
         now = time.time()
-        for path in self._walk():
-            try:
-                st = path.stat()
-            except OSError:
-                continue
+        touched = False  # any file added, changed or removed since the last scan
+        for path, st in self._walk():
             sig = (st.st_mtime_ns, st.st_size, st.st_ino)
             old = self._files.get(path)
             if old is not None and old[0] == sig:
                 seen[path] = old
                 continue
-            loaded = load_spec_file(path, self.specs_dir)
+            loaded = load_spec_file(Path(path), self.specs_dir)
             if loaded.error and now - st.st_mtime < SETTLE_SECONDS:
                 result.unsettled = True
                 if old is not None:
                     seen[path] = old
                 continue
+            touched = True
             if old is not None and old[1] == loaded:
                 result.rewritten_same.add(loaded.name)
             seen[path] = (sig, loaded)
-        desired = self._build(seen)
+        touched = touched or seen.keys() != self._files.keys()
+        # nothing touched: the names stay, only a configFile may have appeared or gone since
+        desired = self._build(seen) if touched else self._recheck_config(self._desired)
         with self._lock:
             previous = self._desired
             self._files = seen
             self._desired = desired
-        for name in set(previous) | set(desired):
-            if previous.get(name) != desired.get(name):
-                result.changed.add(name)
+        if desired is not previous:
+            for name in set(previous) | set(desired):
+                if previous.get(name) != desired.get(name):
+                    result.changed.add(name)
         result.rewritten_same -= result.changed
         return result
 
-    def _walk(self):
-        """Spec files under the folder; hidden folders are not entered, symlinked folders not followed."""
-        for dirpath, dirnames, filenames in os.walk(self.specs_dir, followlinks=False):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            base = Path(dirpath)
-            for fn in filenames:
-                if is_spec_file(Path(fn)):
-                    yield base / fn
+    def _walk(self) -> Iterator[tuple[str, os.stat_result]]:
+        """(path, stat) of the spec files under the folder; hidden folders are not entered, symlinked folders not
+        followed. Plain strings and scandir: a resync over thousands of specs is one cheap walk."""
+        stack = [str(self.specs_dir)]
+        while stack:
+            try:
+                entries = os.scandir(stack.pop())
+            except OSError:
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif is_spec_name(entry.name):
+                            yield entry.path, entry.stat()
+                    except OSError:
+                        continue
 
-    def _build(self, files: dict[Path, tuple[tuple[int, int, int], LoadedSpec]]) -> dict[str, Desired]:
+    def _config_missing(self, m: JobManifest | None) -> str | None:
+        if m is not None and m.spec.configFile and not (self.data_dir / m.spec.configFile).is_file():
+            return f"configFile {m.spec.configFile} does not exist in the data folder"
+        return None
+
+    def _recheck_config(self, desired: dict[str, Desired]) -> dict[str, Desired]:
+        """The same desired state, or a copy where a job's configFile appeared or went."""
+        out = desired
+        for name, d in desired.items():
+            if d.manifest is not None and d.manifest.spec.configFile:
+                missing = self._config_missing(d.manifest)
+                if missing != d.config_missing:
+                    out = dict(out) if out is desired else out
+                    out[name] = dataclasses.replace(d, config_missing=missing)
+        return out
+
+    def _build(self, files: dict[str, tuple[tuple[int, int, int], LoadedSpec]]) -> dict[str, Desired]:
         """Name -> desired state. Two files naming one job: the first path in sorted order wins, loudly."""
         out: dict[str, Desired] = {}
+        root = len(str(self.specs_dir)) + 1
         for path in sorted(files):
             loaded = files[path][1]
-            rel = str(path.relative_to(self.specs_dir))
+            rel = path[root:]
             existing = out.get(loaded.name)
             if existing is not None:
                 log.warning("duplicate_job_name", job=loaded.name, file=rel, kept=existing.spec_file)
                 continue
-            config_missing = None
-            m = loaded.manifest
-            if m is not None and m.spec.configFile and not (self.data_dir / m.spec.configFile).is_file():
-                config_missing = f"configFile {m.spec.configFile} does not exist in the data folder"
-            out[loaded.name] = Desired(loaded.name, manifest=m, error=loaded.error, spec_file=rel,
-                                       config_missing=config_missing)
+            out[loaded.name] = Desired(loaded.name, manifest=loaded.manifest, error=loaded.error, spec_file=rel,
+                                       config_missing=self._config_missing(loaded.manifest))
         return out

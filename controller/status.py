@@ -94,6 +94,16 @@ class JobStatus(_Model):
     history: list[AttemptRecord] = Field(default_factory=list)
     runHistoryStart: int = 0  # history[runHistoryStart:] are the current run's attempts
 
+    def working_copy(self) -> "JobStatus":
+        """A copy a decision may change without touching the recorded status.
+
+        Only the containers are copied: the models inside (conditions, attempt records, the stop intent) are never
+        changed in place, only replaced. That makes a decision over thousands of settled jobs cheap (a deep copy
+        was most of a full resync).
+        """
+        return self.model_copy(update={"conditions": list(self.conditions), "history": list(self.history),
+                                       "labels": dict(self.labels), "gpuIds": list(self.gpuIds)})
+
     @property
     def terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES
