@@ -31,7 +31,8 @@ from .workqueue import WorkQueue
 
 log = structlog.get_logger("opeva.loop")
 
-HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_SECONDS = 5.0
+FOLDER_RESCAN_EVERY = 3  # with a working folder watch, every 3rd resync (30 s by default) rescans the folder too
 SCAN_DEBOUNCE = 0.02
 FULL_RESYNC_EVERY = 30  # every Nth resync enqueues every job, settled or not
 
@@ -215,8 +216,10 @@ class Controller:
         """
         t0 = time.monotonic()
         self.resync_count += 1
-        self.scan_specs()
-        self.reconciler.daemon_started_at = self.runtime.daemon_started_at()
+        if full or self.resync_count % FOLDER_RESCAN_EVERY == 0 or isinstance(self._observer, PollingObserver):
+            self.scan_specs()  # the watcher sees changes at once; this catches any event it lost
+        if full or self.reconciler.daemon_started_at is None:
+            self.reconciler.daemon_started_at = self.runtime.daemon_started_at()
         try:
             listed = self.runtime.list()
             self.cache.replace_all(listed, t0)
@@ -247,6 +250,7 @@ class Controller:
             log.info("docker_reachable", outage_seconds=round((span[1] - span[0]).total_seconds(), 1))
             self._outage_since = None
             self.reconciler.outage_since = None
+            self.reconciler.daemon_started_at = self.runtime.daemon_started_at()  # a new daemon, perhaps
             self.logs.retry_now()
         self.docker_ok = True
 
@@ -290,7 +294,7 @@ class Controller:
                 self.cache.update(info)
 
     def _recorder_loop(self) -> None:
-        """Heartbeat for /health, and the derived job_track.json index, rewritten at most every 2 s."""
+        """Heartbeat for /health, and the derived job_track.json index, rewritten at most every 5 s."""
         last_error, last_logged = "", 0.0
         while not self._stop.is_set():
             try:

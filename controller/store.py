@@ -34,14 +34,19 @@ class StoreError(Exception):
     """A write to the data folder failed (disk full, permissions); the message says which file and why."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old or the new content."""
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` so that a crash leaves either the old or the new content.
+
+    `durable=False` skips the fsyncs: readers still never see half a file, but a power cut may lose the write
+    (right for a heartbeat, which is rewritten every few seconds anyway).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as err:
         try:
@@ -49,7 +54,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise StoreError(f"cannot write {path}: {err.strerror or err}") from err
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -270,7 +276,8 @@ class DataStore:
         atomic_write_json(self.root / "job_track.json", track)
 
     def write_heartbeat(self, info: dict[str, Any]) -> None:
-        atomic_write_json(self.state_dir / "heartbeat.json", {"time": iso(utcnow()), "pid": os.getpid(), **info})
+        atomic_write_bytes(self.state_dir / "heartbeat.json",
+                           json.dumps({"time": iso(utcnow()), "pid": os.getpid(), **info}).encode(), durable=False)
 
     def instance_id(self) -> str:
         """A random id for this data folder, kept in it: labels and names scope containers to one folder."""
