@@ -30,6 +30,7 @@ print('\\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
 COPY README.md /src/
 COPY controller /src/controller
 COPY api /src/api
+COPY cli /src/cli
 # A non-editable install of the package itself, then compile bytecode once (the runtime user cannot write
 # /opt/opeva) and drop the installers: the runtime needs neither pip nor setuptools.
 RUN /opt/opeva/bin/pip install -q --no-deps --no-build-isolation /src \

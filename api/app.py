@@ -48,17 +48,23 @@ Errors are JSON: `{"detail": "what is wrong"}`.
 """
 
 
-def create_app(data_dir: Path, specs_dir: Path | None = None, token: str | None = None,
-               max_body: int = 1024 * 1024) -> FastAPI:
+def create_app(
+    data_dir: Path, specs_dir: Path | None = None, token: str | None = None, max_body: int = 1024 * 1024
+) -> FastAPI:
     """The API over `data_dir` (specs in `specs_dir`, default DATA/specs); `token` turns on Bearer authentication."""
     store = DataStore.open(data_dir, specs_dir)
-    ctx = ApiContext(store=store, index=JobIndex(store), specs=SpecFiles(store), token=token or None,
-                     max_body=max_body)
-    app = FastAPI(title="OPEVA job controller API", version=API_VERSION, description=DESCRIPTION,
-                  openapi_tags=[{"name": "jobs", "description": "Jobs as desired state: spec files."},
-                                {"name": "logs", "description": "Log files, streamed."},
-                                {"name": "seed (compatibility)", "description": "The seed service's endpoints."},
-                                {"name": "health", "description": "Liveness and readiness, without auth."}])
+    ctx = ApiContext(store=store, index=JobIndex(store), specs=SpecFiles(store), token=token or None, max_body=max_body)
+    app = FastAPI(
+        title="OPEVA job controller API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "jobs", "description": "Jobs as desired state: spec files."},
+            {"name": "logs", "description": "Log files, streamed."},
+            {"name": "seed (compatibility)", "description": "The seed service's endpoints."},
+            {"name": "health", "description": "Liveness and readiness, without auth."},
+        ],
+    )
     app.state.ctx = ctx
     for module in (jobs, logs, seed, health):
         app.include_router(module.router)
@@ -105,8 +111,13 @@ class Guard:
             await self.app(scope, body_receive, send_logged)
         finally:
             emit = log.debug if scope.get("path") in PUBLIC_PATHS else log.info  # probes poll /health often
-            emit("request", method=scope.get("method"), path=scope.get("path"), status=status_box[0],
-                 ms=round((time.perf_counter() - started) * 1000, 1))
+            emit(
+                "request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                status=status_box[0],
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
 
     def _denied(self, scope: Scope) -> str | None:
         if self.token is None or scope.get("path") in PUBLIC_PATHS:
@@ -205,8 +216,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     async def os_error(_: Request, exc: OSError) -> JSONResponse:
         log.error("os_error", error=str(exc))
-        return JSONResponse({"detail": f"the data folder cannot be read or written: {exc.strerror or exc}"},
-                            status_code=503)
+        return JSONResponse(
+            {"detail": f"the data folder cannot be read or written: {exc.strerror or exc}"}, status_code=503
+        )
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -223,18 +235,24 @@ def validation_message(exc: RequestValidationError) -> str:
 
 
 # ---- OpenAPI ---------------------------------------------------------------------------------------------------
-_ERROR_TEXT = {400: "Malformed request.", 401: "Missing or wrong bearer token.", 404: "No such job or endpoint.",
-               409: "Conflicts with the current state (job exists, spec file invalid, file not servable).",
-               413: "Request body too large.", 416: "Offset past the end of the log.",
-               422: "Invalid input: a bad name, parameter or spec; the message names the field.",
-               503: "The data folder cannot be read or written."}
+_ERROR_TEXT = {
+    400: "Malformed request.",
+    401: "Missing or wrong bearer token.",
+    404: "No such job or endpoint.",
+    409: "Conflicts with the current state (job exists, spec file invalid, file not servable).",
+    413: "Request body too large.",
+    416: "Offset past the end of the log.",
+    422: "Invalid input: a bad name, parameter or spec; the message names the field.",
+    503: "The data folder cannot be read or written.",
+}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
-                         tags=app.openapi_tags)
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
+    )
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
@@ -243,8 +261,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     manifest = JobManifest.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(manifest.pop("$defs", {}))
     schemas["JobManifest"] = manifest
-    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
-                                                "description": "The API token ($OPEVA_API_TOKEN)."}}
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "The API token ($OPEVA_API_TOKEN)."}
+    }
     schema["security"] = [{"bearer": []}]
     for path, operations in schema.get("paths", {}).items():
         for method, op in operations.items():
@@ -252,13 +271,20 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             codes = [400, 401, 404, 413, 422, 503]
             if method in ("post", "put", "delete"):
                 codes.append(409)
-            if path.endswith("/logs") or path.startswith("/logs/") or path.endswith("/progress") \
-                    or path.endswith("/result") or path.startswith(("/progress/", "/result/")):
+            if (
+                path.endswith("/logs")
+                or path.startswith("/logs/")
+                or path.endswith("/progress")
+                or path.endswith("/result")
+                or path.startswith(("/progress/", "/result/"))
+            ):
                 codes += [409, 416] if "logs" in path else [409]
             if path in PUBLIC_PATHS:
                 codes = [400, 413, 503]
             for code in sorted(set(codes)):
-                responses[str(code)] = {"description": _ERROR_TEXT[code], "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                responses[str(code)] = {
+                    "description": _ERROR_TEXT[code],
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
     app.openapi_schema = schema
     return schema

@@ -6,8 +6,10 @@ written or read, which is not the caller's fault).
 
 from __future__ import annotations
 
-NAME_RULE = ("a job name is a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter "
-             "or digit, at most 63 characters")
+NAME_RULE = (
+    "a job name is a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter "
+    "or digit, at most 63 characters"
+)
 
 
 class ApiError(Exception):

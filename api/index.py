@@ -53,9 +53,19 @@ def parse_label_selector(values: list[str]) -> list[tuple[str, str | None]]:
 def _entry(name: str, raw: Any) -> dict[str, Any]:
     """One index row in a fixed shape, whatever the file held (the seed wrote a bare container id per job)."""
     if not isinstance(raw, dict):
-        return {"job_id": name, "name": name, "status": "unknown", "phase": None, "reason": None, "attempts": None,
-                "labels": {}, "updated_at": None, "container_id": raw if isinstance(raw, str) else None,
-                "container_name": None, "queue_position": None}
+        return {
+            "job_id": name,
+            "name": name,
+            "status": "unknown",
+            "phase": None,
+            "reason": None,
+            "attempts": None,
+            "labels": {},
+            "updated_at": None,
+            "container_id": raw if isinstance(raw, str) else None,
+            "container_name": None,
+            "queue_position": None,
+        }
     phase = raw.get("phase") if isinstance(raw.get("phase"), str) else None
     labels = raw.get("labels") if isinstance(raw.get("labels"), dict) else {}
     status = raw.get("status")
@@ -83,13 +93,20 @@ def _entry(name: str, raw: Any) -> dict[str, Any]:
 
 def _entry_from_status(name: str, status: dict[str, Any]) -> dict[str, Any]:
     phase = status.get("phase")
-    return _entry(name, {
-        "status": SEED_STATUS.get(phase, "unknown") if isinstance(phase, str) else "unknown",
-        "phase": phase, "reason": status.get("reason"), "attempts": status.get("attempts"),
-        "labels": status.get("labels"), "updated_at": status.get("updatedAt"),
-        "container_id": status.get("containerId"), "container_name": status.get("containerName"),
-        "queue_position": status.get("queuePosition"),
-    })
+    return _entry(
+        name,
+        {
+            "status": SEED_STATUS.get(phase, "unknown") if isinstance(phase, str) else "unknown",
+            "phase": phase,
+            "reason": status.get("reason"),
+            "attempts": status.get("attempts"),
+            "labels": status.get("labels"),
+            "updated_at": status.get("updatedAt"),
+            "container_id": status.get("containerId"),
+            "container_name": status.get("containerName"),
+            "queue_position": status.get("queuePosition"),
+        },
+    )
 
 
 @dataclass
@@ -163,8 +180,13 @@ class JobIndex:
         i = bisect.bisect_left(snap.names, name)
         return snap.entries[i] if i < len(snap.names) and snap.names[i] == name else None
 
-    def query(self, phases: set[str] | None = None, labels: list[tuple[str, str | None]] | None = None,
-              limit: int | None = None, after: str | None = None) -> Page:
+    def query(
+        self,
+        phases: set[str] | None = None,
+        labels: list[tuple[str, str | None]] | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page:
         """Jobs matching every filter, sorted by name, the page after `after` (a name, the `continue` token)."""
         snap = self.snapshot()
         start = bisect.bisect_right(snap.names, after) if after else 0

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import IO, Any, AsyncIterator, Callable
+from typing import IO, Any
 
 import anyio
 
@@ -64,7 +65,7 @@ def file_size(f: IO[bytes]) -> int:
 
 
 def tail_start(f: IO[bytes], end: int, lines: int, floor: int = 0) -> int:
-    """Offset where the last `lines` lines before `end` begin (a last line without a newline counts), not below `floor`."""
+    """Offset where the last `lines` lines before `end` begin (an unterminated last line counts), not below `floor`."""
     if lines <= 0:
         return end
     fd = f.fileno()
@@ -93,8 +94,9 @@ def log_window(f: IO[bytes], offset: int | None, tail: int | None) -> tuple[int,
     size = file_size(f)
     start = offset or 0
     if start > size:
-        raise ApiError(416, f"offset {start} is past the end of the log ({size} bytes)",
-                       headers={"X-Next-Offset": str(size)})
+        raise ApiError(
+            416, f"offset {start} is past the end of the log ({size} bytes)", headers={"X-Next-Offset": str(size)}
+        )
     if tail is not None:
         start = tail_start(f, size, tail, floor=start)
     return start, size
@@ -114,8 +116,13 @@ async def stream_range(f: IO[bytes], start: int, end: int) -> AsyncIterator[byte
         f.close()
 
 
-async def follow(open_file: Callable[[], IO[bytes] | None], start: int, finished: Callable[[], bool],
-                 poll: float = 0.25, settle: float = 0.5) -> AsyncIterator[bytes]:
+async def follow(
+    open_file: Callable[[], IO[bytes] | None],
+    start: int,
+    finished: Callable[[], bool],
+    poll: float = 0.25,
+    settle: float = 0.5,
+) -> AsyncIterator[bytes]:
     """Stream a growing file from `start`: new bytes as they are written, until `finished()` and the file is drained.
 
     After `finished()` turns true the file is still read until it has been quiet for `settle` seconds, so lines the

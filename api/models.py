@@ -9,10 +9,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.spec import MAX_NAME, NAME_RE
 
-JobName = Annotated[str, Path(pattern=NAME_RE.pattern, max_length=MAX_NAME, examples=["ppo-seed-42"],
-                              description="The job's name (metadata.name), a DNS-1123 label.")]
-JobId = Annotated[str, Path(pattern=NAME_RE.pattern, max_length=MAX_NAME, examples=["ppo-seed-42"],
-                            description="The job's id, which is its name (a DNS-1123 label).")]
+JobName = Annotated[
+    str,
+    Path(
+        pattern=NAME_RE.pattern,
+        max_length=MAX_NAME,
+        examples=["ppo-seed-42"],
+        description="The job's name (metadata.name), a DNS-1123 label.",
+    ),
+]
+JobId = Annotated[
+    str,
+    Path(
+        pattern=NAME_RE.pattern,
+        max_length=MAX_NAME,
+        examples=["ppo-seed-42"],
+        description="The job's id, which is its name (a DNS-1123 label).",
+    ),
+]
 
 
 class ErrorBody(BaseModel):
@@ -30,9 +44,21 @@ class WriteResult(BaseModel):
     suspend: bool | None = None
     runId: str | None = None
     message: str
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"name": "ppo-seed-42", "action": "created", "specFile": "ppo-seed-42.yaml", "generation": "3f2a9c1d4b5e6f70",
-         "suspend": False, "runId": None, "message": "spec file ppo-seed-42.yaml created"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ppo-seed-42",
+                    "action": "created",
+                    "specFile": "ppo-seed-42.yaml",
+                    "generation": "3f2a9c1d4b5e6f70",
+                    "suspend": False,
+                    "runId": None,
+                    "message": "spec file ppo-seed-42.yaml created",
+                }
+            ]
+        }
+    )
 
 
 class JobListItem(BaseModel):
@@ -49,11 +75,25 @@ class JobListItem(BaseModel):
     container_id: str | None
     container_name: str | None
     job_info: dict[str, Any] = Field(description="The job's job_info.json (image, container, MLflow ids, times).")
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"job_id": "ppo-seed-42", "name": "ppo-seed-42", "status": "running", "phase": "Running", "reason": None,
-         "attempts": 1, "labels": {"experiment": "citylearn"}, "updated_at": "2026-11-27T20:41:00Z",
-         "container_id": "4f1c2e...", "container_name": "opeva-ppo-seed-42-3f2a9c1d-1",
-         "job_info": {"image": "calof/opeva_simulator:latest"}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "ppo-seed-42",
+                    "name": "ppo-seed-42",
+                    "status": "running",
+                    "phase": "Running",
+                    "reason": None,
+                    "attempts": 1,
+                    "labels": {"experiment": "citylearn"},
+                    "updated_at": "2026-11-27T20:41:00Z",
+                    "container_id": "4f1c2e...",
+                    "container_name": "opeva-ppo-seed-42-3f2a9c1d-1",
+                    "job_info": {"image": "calof/opeva_simulator:latest"},
+                }
+            ]
+        }
+    )
 
 
 class JobMetadata(BaseModel):
@@ -67,23 +107,46 @@ class JobDetail(BaseModel):
     apiVersion: Literal["opeva/v1"] = "opeva/v1"
     kind: Literal["Job"] = "Job"
     metadata: JobMetadata
-    spec: dict[str, Any] | None = Field(description="The spec as written in its file (defaults omitted); null when "
-                                                    "the spec file is gone or invalid.")
+    spec: dict[str, Any] | None = Field(
+        description="The spec as written in its file (defaults omitted); null when the spec file is gone or invalid."
+    )
     specFile: str | None = Field(description="The spec file, relative to the specs folder.")
     specError: str | None = Field(description="Why the spec file cannot be used, if it cannot.")
-    status: dict[str, Any] | None = Field(description="status.json as the controller wrote it; null before the "
-                                                      "controller has seen the job.")
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": "ppo-seed-42", "labels": {"experiment": "x"}},
-         "spec": {"image": "calof/opeva_simulator:latest", "args": ["--config", "/data/configs/ppo.yaml"]},
-         "specFile": "ppo-seed-42.yaml", "specError": None,
-         "status": {"name": "ppo-seed-42", "phase": "Running", "reason": None, "attempts": 1}}]})
+    status: dict[str, Any] | None = Field(
+        description="status.json as the controller wrote it; null before the controller has seen the job."
+    )
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "apiVersion": "opeva/v1",
+                    "kind": "Job",
+                    "metadata": {"name": "ppo-seed-42", "labels": {"experiment": "x"}},
+                    "spec": {"image": "calof/opeva_simulator:latest", "args": ["--config", "/data/configs/ppo.yaml"]},
+                    "specFile": "ppo-seed-42.yaml",
+                    "specError": None,
+                    "status": {"name": "ppo-seed-42", "phase": "Running", "reason": None, "attempts": 1},
+                }
+            ]
+        }
+    )
 
 
 class Event(BaseModel):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"time": "2026-11-27T20:41:00Z", "type": "Normal", "reason": "Started", "message": "attempt 1 started",
-         "attempt": 1}]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "time": "2026-11-27T20:41:00Z",
+                    "type": "Normal",
+                    "reason": "Started",
+                    "message": "attempt 1 started",
+                    "attempt": 1,
+                }
+            ]
+        },
+    )
 
 
 class ControllerHealth(BaseModel):
@@ -97,33 +160,49 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"] = Field(description="ok when the controller is alive and Docker answers.")
     api: Literal["ok"] = "ok"
     controller: ControllerHealth
-    docker: bool | None = Field(description="Whether Docker answered the controller (null: unknown, no fresh "
-                                            "heartbeat).")
+    docker: bool | None = Field(
+        description="Whether Docker answered the controller (null: unknown, no fresh heartbeat)."
+    )
     phases: dict[str, int] = Field(description="How many jobs are in each phase.")
     jobs: int
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"status": "ok", "api": "ok", "controller": {"alive": True, "heartbeatAge": 1.2,
-                                                     "time": "2026-11-27T20:41:00Z", "pid": 4242},
-         "docker": True, "phases": {"Pending": 0, "Running": 2, "Succeeded": 5, "Failed": 1, "Stopped": 0},
-         "jobs": 8}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "api": "ok",
+                    "controller": {"alive": True, "heartbeatAge": 1.2, "time": "2026-11-27T20:41:00Z", "pid": 4242},
+                    "docker": True,
+                    "phases": {"Pending": 0, "Running": 2, "Succeeded": 5, "Failed": 1, "Stopped": 0},
+                    "jobs": 8,
+                }
+            ]
+        }
+    )
 
 
 class RunSimulationRequest(BaseModel):
     """The seed's launch request. Any other key is a free parameter, passed to the job as an environment variable
     named after the key in upper case (`{"param1": "a"}` -> `PARAM1=a`)."""
 
-    config_path: str | None = Field(None, description="Config file, relative to the data folder (e.g. "
-                                                      "configs/ppo.yaml).")
-    config_file: str | None = Field(None, description="Config file name inside DATA/configs/ (the seed's older "
-                                                      "field).")
-    job_name: str | None = Field(None, description="A human name; the job id is derived from it plus a random "
-                                                   "suffix.")
+    config_path: str | None = Field(
+        None, description="Config file, relative to the data folder (e.g. configs/ppo.yaml)."
+    )
+    config_file: str | None = Field(None, description="Config file name inside DATA/configs/ (the seed's older field).")
+    job_name: str | None = Field(None, description="A human name; the job id is derived from it plus a random suffix.")
     image: str | None = Field(None, description="Full image reference; default calof/opeva_simulator:latest.")
     image_tag: str | None = Field(None, description="Tag of the default image, used when `image` is not given.")
-    target_host: str | None = Field(None, description="Accepted for compatibility; jobs run on this controller's "
-                                                      "Docker.")
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"config_path": "configs/ppo.yaml", "job_name": "PPO seed 42", "image_tag": "latest", "seed": 42}]})
+    target_host: str | None = Field(
+        None, description="Accepted for compatibility; jobs run on this controller's Docker."
+    )
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {"config_path": "configs/ppo.yaml", "job_name": "PPO seed 42", "image_tag": "latest", "seed": 42}
+            ]
+        },
+    )
 
 
 class RunSimulationResponse(BaseModel):
@@ -134,9 +213,21 @@ class RunSimulationResponse(BaseModel):
     container_id: str | None = Field(description="Always null here: the controller starts the container.")
     host: str
     spec_file: str
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"job_id": "ppo-seed-42-1a2b3c4d", "job_name": "ppo-seed-42-1a2b3c4d", "status": "queued",
-         "phase": "Pending", "container_id": None, "host": "local", "spec_file": "ppo-seed-42-1a2b3c4d.yaml"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "ppo-seed-42-1a2b3c4d",
+                    "job_name": "ppo-seed-42-1a2b3c4d",
+                    "status": "queued",
+                    "phase": "Pending",
+                    "container_id": None,
+                    "host": "local",
+                    "spec_file": "ppo-seed-42-1a2b3c4d.yaml",
+                }
+            ]
+        }
+    )
 
 
 class SeedStatus(BaseModel):

@@ -33,7 +33,8 @@ def check_bind(host: str, token: str | None) -> None:
         return
     raise ValueError(
         f"refusing to listen on {host!r} without an API token: anyone who can reach that address could run "
-        "containers on this machine. Set OPEVA_API_TOKEN (or pass --token-file), or listen on 127.0.0.1.")
+        "containers on this machine. Set OPEVA_API_TOKEN (or pass --token-file), or listen on 127.0.0.1."
+    )
 
 
 def _app_token(app: Any) -> str | None:
@@ -43,8 +44,16 @@ def _app_token(app: Any) -> str | None:
 
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
     check_bind(host, _app_token(app))
-    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-                          timeout_graceful_shutdown=3, server_header=False)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+        server_header=False,
+    )
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
@@ -72,8 +81,10 @@ def start_in_thread(app: FastAPI, host: str, port: int) -> tuple[uvicorn.Server,
     while not server.started:
         if not thread.is_alive():
             cause = next((f for f in failure if not isinstance(f, SystemExit)), None)
-            raise OSError(f"the API could not listen on {host}:{port} (address in use or not available)"
-                          + (f": {cause}" if cause else ""))
+            raise OSError(
+                f"the API could not listen on {host}:{port} (address in use or not available)"
+                + (f": {cause}" if cause else "")
+            )
         if time.monotonic() > deadline:
             server.should_exit = True
             raise OSError(f"the API did not start listening on {host}:{port} within {STARTUP_TIMEOUT:.0f} s")

@@ -13,9 +13,10 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import structlog
 import yaml
@@ -75,7 +76,7 @@ class SpecFiles:
 
     # ---- finding --------------------------------------------------------------------------------------------
     def find(self, name: str) -> Located | None:
-        """The file defining `name`: the one the controller recorded, `NAME.yaml|yml|json`, else a scan of the folder."""
+        """The file defining `name`: the one the controller recorded, `NAME.yaml|yml|json`, else a folder scan."""
         tried: set[Path] = set()
         for path in self._likely_paths(name):
             tried.add(path)
@@ -151,12 +152,18 @@ class SpecFiles:
         with self._lock:
             found = self.find(name)
             if found is not None and create_only:
-                raise ApiError(409, f"job {name!r} already exists (defined in {found.rel}); use PUT /jobs/{name} to "
-                                    "update it")
+                raise ApiError(
+                    409, f"job {name!r} already exists (defined in {found.rel}); use PUT /jobs/{name} to update it"
+                )
             if found is not None:
                 if found.loaded.manifest is not None and _same(found.loaded.manifest, manifest):
-                    return WriteOutcome(name, "unchanged", found.rel, found.loaded.manifest,
-                                        "the spec is identical to the one in the file; nothing changed")
+                    return WriteOutcome(
+                        name,
+                        "unchanged",
+                        found.rel,
+                        found.loaded.manifest,
+                        "the spec is identical to the one in the file; nothing changed",
+                    )
                 target, rel, action = _write_target(found.path), found.rel, "updated"
             else:
                 target = self.root / f"{name}.yaml"
@@ -178,13 +185,21 @@ class SpecFiles:
                 raise ApiError(404, f"job {name!r} has no spec file in the specs folder, so it cannot be {verb}")
             manifest = found.loaded.manifest
             if manifest is None:
-                raise ApiError(409, f"cannot set {_describe(changes)} for job {name!r}: its spec file {found.rel} is "
-                                    f"invalid: {found.loaded.error}")
+                raise ApiError(
+                    409,
+                    f"cannot set {_describe(changes)} for job {name!r}: its spec file {found.rel} is "
+                    f"invalid: {found.loaded.error}",
+                )
             current = manifest.spec.model_dump()
             wanted = {k: v for k, v in changes.items() if current.get(k) != v}
             if not wanted:
-                return WriteOutcome(name, "unchanged", found.rel, manifest,
-                                    f"job {name!r} already has {_describe(changes)}; the file was not touched")
+                return WriteOutcome(
+                    name,
+                    "unchanged",
+                    found.rel,
+                    manifest,
+                    f"job {name!r} already has {_describe(changes)}; the file was not touched",
+                )
             target = _write_target(found.path)
             try:
                 text = target.read_bytes().decode("utf-8")
@@ -212,8 +227,13 @@ class SpecFiles:
             except OSError as err:
                 raise ApiError(503, f"cannot delete {found.rel}: {err.strerror or err}") from None
         log.info("spec_deleted", job=name, file=found.rel)
-        return WriteOutcome(name, "deleted", found.rel, found.loaded.manifest,
-                            f"spec file {found.rel} deleted; the controller stops the job and keeps its record")
+        return WriteOutcome(
+            name,
+            "deleted",
+            found.rel,
+            found.loaded.manifest,
+            f"spec file {found.rel} deleted; the controller stops the job and keeps its record",
+        )
 
     # ---- internals ------------------------------------------------------------------------------------------
     def _write(self, target: Path, rel: str, content: bytes, expected: JobManifest) -> None:
@@ -284,7 +304,7 @@ def _yaml_mapping_indent(text: str) -> int:
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if re.match(r"^[^\s#-][^#]*:\s*(#.*)?$", line):
-            for nxt in lines[i + 1:]:
+            for nxt in lines[i + 1 :]:
                 stripped = nxt.strip()
                 if not stripped or stripped.startswith("#"):
                     continue

@@ -35,14 +35,29 @@ def make_folder(root: Path, jobs: int) -> DataStore:
     statuses = {}
     for i in range(jobs):
         name = f"job-{i:05d}"
-        statuses[name] = JobStatus(name=name, phase=PHASES[i % 5], reason=None, attempts=1 + i % 3, updatedAt=now,
-                                   containerName=f"opeva-{name}-1", containerId=f"{i:064x}",
-                                   labels={"experiment": f"exp-{i % 20}", "team": "a" if i % 2 else "b"})
+        statuses[name] = JobStatus(
+            name=name,
+            phase=PHASES[i % 5],
+            reason=None,
+            attempts=1 + i % 3,
+            updatedAt=now,
+            containerName=f"opeva-{name}-1",
+            containerId=f"{i:064x}",
+            labels={"experiment": f"exp-{i % 20}", "team": "a" if i % 2 else "b"},
+        )
         job_dir = store.jobs_dir / name
         job_dir.mkdir()
-        (job_dir / "job_info.json").write_text(json.dumps({
-            "image": "calof/opeva_simulator:latest", "container_name": f"opeva-{name}-1",
-            "labels": statuses[name].labels, "mlflow_run_id": f"{i:032x}", "created_at": now.isoformat()}))
+        (job_dir / "job_info.json").write_text(
+            json.dumps(
+                {
+                    "image": "calof/opeva_simulator:latest",
+                    "container_name": f"opeva-{name}-1",
+                    "labels": statuses[name].labels,
+                    "mlflow_run_id": f"{i:032x}",
+                    "created_at": now.isoformat(),
+                }
+            )
+        )
     store.write_job_track(statuses)
     return store
 
@@ -61,7 +76,9 @@ def timed(client: httpx.Client, url: str, params: dict, n: int) -> list[float]:
 def report(label: str, ms: list[float]) -> None:
     ms = sorted(ms)
     p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
-    print(f"  {label:<56} p50 {statistics.median(ms):7.1f} ms   p95 {p95:7.1f} ms   max {ms[-1]:7.1f} ms   (n={len(ms)})")
+    print(
+        f"  {label:<56} p50 {statistics.median(ms):7.1f} ms   p95 {p95:7.1f} ms   max {ms[-1]:7.1f} ms   (n={len(ms)})"
+    )
 
 
 def main() -> None:
@@ -74,8 +91,10 @@ def main() -> None:
         t0 = time.perf_counter()
         store = make_folder(Path(tmp) / "data", args.jobs)
         size = (store.root / "job_track.json").stat().st_size
-        print(f"data folder: {args.jobs} jobs, job_track.json {size / 1e6:.1f} MB "
-              f"(built in {time.perf_counter() - t0:.1f} s); python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+        print(
+            f"data folder: {args.jobs} jobs, job_track.json {size / 1e6:.1f} MB "
+            f"(built in {time.perf_counter() - t0:.1f} s); python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+        )
         app = create_app(store.root)
         server, thread = start_in_thread(app, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{bound_port(server)}"
@@ -86,14 +105,26 @@ def main() -> None:
                 print("GET /jobs, pages of 100 (each item includes its job_info.json):")
                 pages = args.jobs // 100
                 report("first page", timed(client, "/jobs", {"limit": 100}, n))
-                report("pages across the list (continue=...)", timed(
-                    client, "/jobs", lambda i: {"limit": 100, "continue": f"job-{(i * 97 % pages) * 100:05d}"}, n))
+                report(
+                    "pages across the list (continue=...)",
+                    timed(
+                        client, "/jobs", lambda i: {"limit": 100, "continue": f"job-{(i * 97 % pages) * 100:05d}"}, n
+                    ),
+                )
                 report("phase=Running", timed(client, "/jobs", {"limit": 100, "phase": "Running"}, n))
-                report("label=experiment=exp-7 & team=a (page after job-05000)", timed(
-                    client, "/jobs", {"limit": 100, "label": ["experiment=exp-7", "team=a"], "continue": "job-05000"},
-                    n))
-                report("phase=Failed,Stopped & label=team=b", timed(
-                    client, "/jobs", {"limit": 100, "phase": "Failed,Stopped", "label": "team=b"}, n))
+                report(
+                    "label=experiment=exp-7 & team=a (page after job-05000)",
+                    timed(
+                        client,
+                        "/jobs",
+                        {"limit": 100, "label": ["experiment=exp-7", "team=a"], "continue": "job-05000"},
+                        n,
+                    ),
+                )
+                report(
+                    "phase=Failed,Stopped & label=team=b",
+                    timed(client, "/jobs", {"limit": 100, "phase": "Failed,Stopped", "label": "team=b"}, n),
+                )
                 # the controller rewrites the index: the next request re-parses it once
                 cold = []
                 for _ in range(min(n, 20)):

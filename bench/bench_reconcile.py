@@ -38,8 +38,12 @@ LABEL = {"opeva-bench": TAG}
 
 
 def spec(name: str, args: list[str]) -> dict:
-    return {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name, "labels": dict(LABEL)},
-            "spec": {"image": IMAGE, "command": ["sh", "-c"], "args": args, "network": "none"}}
+    return {
+        "apiVersion": "opeva/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": dict(LABEL)},
+        "spec": {"image": IMAGE, "command": ["sh", "-c"], "args": args, "network": "none"},
+    }
 
 
 def drop(data: Path, doc: dict) -> None:
@@ -66,8 +70,12 @@ def wait_until(check, timeout: float = 120.0, interval: float = 0.002) -> None:
 
 def start_controller(data: Path, *extra: str) -> subprocess.Popen:
     log = open(data.parent / "controller.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--data", str(data), "--no-api", *extra],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "run", "--data", str(data), "--no-api", *extra],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     beat = data / ".opeva" / "heartbeat.json"
     wait_until(lambda: beat.exists() and json.loads(beat.read_text() or "{}").get("pid") == proc.pid, 60, 0.05)
     return proc
@@ -87,8 +95,9 @@ def bench_latency(client: docker.DockerClient, data: Path, n: int) -> tuple[floa
     raw = []
     for i in range(n):
         t0 = time.perf_counter()
-        c = client.containers.run(IMAGE, ["sh", "-c", "sleep 1"], detach=True, network_mode="none", labels=LABEL,
-                                  name=f"bench-raw-{TAG}-{i}")
+        c = client.containers.run(
+            IMAGE, ["sh", "-c", "sleep 1"], detach=True, network_mode="none", labels=LABEL, name=f"bench-raw-{TAG}-{i}"
+        )
         raw.append(time.perf_counter() - t0)
         c.remove(force=True)
     proc = start_controller(data)
@@ -98,7 +107,7 @@ def bench_latency(client: docker.DockerClient, data: Path, n: int) -> tuple[floa
             name = f"lat-{TAG}-{i}"
             t0 = time.perf_counter()
             drop(data, spec(name, ["sleep 1"]))
-            wait_until(lambda: phase(data, name) == "Running")
+            wait_until(lambda: phase(data, name) == "Running")  # noqa: B023 (called at once)
             ours.append(time.perf_counter() - t0)
         for i in range(n):
             wait_until(lambda i=i: phase(data, f"lat-{TAG}-{i}") == "Succeeded")
@@ -109,8 +118,14 @@ def bench_latency(client: docker.DockerClient, data: Path, n: int) -> tuple[floa
 
 def bench_burst(client: docker.DockerClient, data: Path, m: int) -> tuple[float, float]:
     def raw_one(i: int) -> None:
-        c = client.containers.run(IMAGE, ["sh", "-c", "echo hi"], detach=True, network_mode="none", labels=LABEL,
-                                  name=f"bench-burst-{TAG}-{i}")
+        c = client.containers.run(
+            IMAGE,
+            ["sh", "-c", "echo hi"],
+            detach=True,
+            network_mode="none",
+            labels=LABEL,
+            name=f"bench-burst-{TAG}-{i}",
+        )
         c.wait()
         c.logs()
         c.remove(force=True)
@@ -194,14 +209,20 @@ def main() -> None:
         for sub in ("lat", "burst", "idle"):
             (work / sub / "data" / "specs").mkdir(parents=True)
         raw, ours = bench_latency(client, work / "lat" / "data", args.jobs)
-        print(f"drop -> Running, median of {args.jobs}: raw containers.run {raw * 1000:.0f} ms, "
-              f"opeva {ours * 1000:.0f} ms, ratio {ours / raw:.2f} (target <= 1.2)")
+        print(
+            f"drop -> Running, median of {args.jobs}: raw containers.run {raw * 1000:.0f} ms, "
+            f"opeva {ours * 1000:.0f} ms, ratio {ours / raw:.2f} (target <= 1.2)"
+        )
         raw, ours = bench_burst(client, work / "burst" / "data", args.burst)
-        print(f"burst of {args.burst} -> all Succeeded: raw SDK 4 threads {raw:.2f} s, opeva {ours:.2f} s, "
-              f"ratio {ours / raw:.2f} (target <= 1.1)")
+        print(
+            f"burst of {args.burst} -> all Succeeded: raw SDK 4 threads {raw:.2f} s, opeva {ours:.2f} s, "
+            f"ratio {ours / raw:.2f} (target <= 1.1)"
+        )
         cpu, rss, startup, resync = bench_idle(work / "idle" / "data", args.finished, args.idle_seconds)
-        print(f"{args.finished} finished jobs: idle CPU {cpu:.2f}% of one core (target < 2), RSS {rss:.0f} MB "
-              f"(target < 200), start-up {startup:.2f} s, full resync {resync:.3f} s (target < 1)")
+        print(
+            f"{args.finished} finished jobs: idle CPU {cpu:.2f}% of one core (target < 2), RSS {rss:.0f} MB "
+            f"(target < 200), start-up {startup:.2f} s, full resync {resync:.3f} s (target < 1)"
+        )
     finally:
         cleanup(client)
         shutil.rmtree(work, ignore_errors=True)

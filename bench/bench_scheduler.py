@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import docker
@@ -44,15 +44,34 @@ GI = 2**30
 # ---- 1. one decision ------------------------------------------------------------------------------------------
 def workload(n: int, seed: int = 7) -> tuple[Capacity, list[Reservation], list[PendingJob]]:
     rng = random.Random(seed)
-    capacity = Capacity(cpus=64, memory=256 * GI, gpu_ids=tuple(str(i) for i in range(8)), max_running=40,
-                        queues={"gpu-long": 4, "cpu-batch": 20})
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    running = [Reservation(f"run-{i}", Request(1.5, 4 * GI, 1 if i < 6 else 0), (str(i),) if i < 6 else (),
-                           rng.choice([None, "cpu-batch"]), f"c-{i}") for i in range(30)]
-    pending = [PendingJob(f"job-{i}", Request(rng.choice([0.5, 1, 2, 4, 8]), rng.choice([1, 2, 4, 8]) * GI,
-                                              rng.choice([0, 0, 0, 1, 2])),
-                          rng.choice([0, 0, 0, 1, 5, 10]), t0 + timedelta(seconds=i),
-                          rng.choice([None, None, "gpu-long", "cpu-batch"])) for i in range(n)]
+    capacity = Capacity(
+        cpus=64,
+        memory=256 * GI,
+        gpu_ids=tuple(str(i) for i in range(8)),
+        max_running=40,
+        queues={"gpu-long": 4, "cpu-batch": 20},
+    )
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    running = [
+        Reservation(
+            f"run-{i}",
+            Request(1.5, 4 * GI, 1 if i < 6 else 0),
+            (str(i),) if i < 6 else (),
+            rng.choice([None, "cpu-batch"]),
+            f"c-{i}",
+        )
+        for i in range(30)
+    ]
+    pending = [
+        PendingJob(
+            f"job-{i}",
+            Request(rng.choice([0.5, 1, 2, 4, 8]), rng.choice([1, 2, 4, 8]) * GI, rng.choice([0, 0, 0, 1, 2])),
+            rng.choice([0, 0, 0, 1, 5, 10]),
+            t0 + timedelta(seconds=i),
+            rng.choice([None, None, "gpu-long", "cpu-batch"]),
+        )
+        for i in range(n)
+    ]
     return capacity, running, pending
 
 
@@ -73,9 +92,13 @@ def summary(ms: list[float]) -> str:
 def bench_decision(n: int, rounds: int) -> None:
     capacity, running, pending = workload(n)
     plan = schedule(capacity, running, pending)
-    print(f"{n} pending, {len(running)} running: {len(plan.admitted)} may start, {plan.queue_length} wait, "
-          f"{len(plan.unschedulable)} unschedulable")
-    print(f"  schedule() (pure pass):            {summary(timed(lambda: schedule(capacity, running, pending), rounds))}")
+    print(
+        f"{n} pending, {len(running)} running: {len(plan.admitted)} may start, {plan.queue_length} wait, "
+        f"{len(plan.unschedulable)} unschedulable"
+    )
+    print(
+        f"  schedule() (pure pass):            {summary(timed(lambda: schedule(capacity, running, pending), rounds))}"
+    )
 
     s = Scheduler(capacity)
     s.rebuild([])
@@ -95,9 +118,18 @@ def bench_decision(n: int, rounds: int) -> None:
 
 # ---- 2. exit -> next start ------------------------------------------------------------------------------------
 def spec(name: str) -> dict:
-    return {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name, "labels": dict(LABEL)},
-            "spec": {"image": IMAGE, "command": ["sh", "-c"], "args": ["sleep 0.5"], "network": "none",
-                     "resources": {"cpus": 1}}}
+    return {
+        "apiVersion": "opeva/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": dict(LABEL)},
+        "spec": {
+            "image": IMAGE,
+            "command": ["sh", "-c"],
+            "args": ["sleep 0.5"],
+            "network": "none",
+            "resources": {"cpus": 1},
+        },
+    }
 
 
 def status(data: Path, name: str) -> dict:
@@ -123,8 +155,15 @@ def bare_start(client: docker.DockerClient, n: int) -> float:
     times = []
     for i in range(n):
         t0 = time.perf_counter()
-        c = client.containers.run(IMAGE, ["sh", "-c", "sleep 0.5"], detach=True, network_mode="none", labels=LABEL,
-                                  name=f"bench-sched-raw-{TAG}-{i}", nano_cpus=10**9)
+        c = client.containers.run(
+            IMAGE,
+            ["sh", "-c", "sleep 0.5"],
+            detach=True,
+            network_mode="none",
+            labels=LABEL,
+            name=f"bench-sched-raw-{TAG}-{i}",
+            nano_cpus=10**9,
+        )
         times.append(time.perf_counter() - t0)
         c.remove(force=True)
     return statistics.median(times)
@@ -132,9 +171,26 @@ def bare_start(client: docker.DockerClient, n: int) -> float:
 
 def bench_handover(data: Path, chain: int) -> list[float]:
     log = open(data.parent / "controller.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--data", str(data), "--no-api",
-                             "--cpus", "1", "--memory", "4Gi", "--resync", "60"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "run",
+            "--data",
+            str(data),
+            "--no-api",
+            "--cpus",
+            "1",
+            "--memory",
+            "4Gi",
+            "--resync",
+            "60",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
         beat = data / ".opeva" / "heartbeat.json"
         wait_until(lambda: beat.exists() and json.loads(beat.read_text() or "{}").get("pid") == proc.pid, 60, 0.05)
@@ -145,7 +201,7 @@ def bench_handover(data: Path, chain: int) -> list[float]:
             os.replace(tmp, data / "specs" / f"{name}.yaml")
         wait_until(lambda: all(status(data, n).get("phase") == "Succeeded" for n in names), 60 + 3 * chain)
         runs = sorted((status(data, n) for n in names), key=lambda s: s["startedAt"])
-        return [ts(b["startedAt"]) - ts(a["finishedAt"]) for a, b in zip(runs, runs[1:])]
+        return [ts(b["startedAt"]) - ts(a["finishedAt"]) for a, b in zip(runs, runs[1:], strict=False)]
     finally:
         proc.terminate()
         proc.wait(30)
@@ -166,9 +222,11 @@ def main() -> None:
         raw = bare_start(client, 7)
         gaps = bench_handover(work / "data", args.chain)
         gap = statistics.median(gaps)
-        print(f"exit -> next start, median of {len(gaps)}: {gap * 1000:.0f} ms "
-              f"(min {min(gaps) * 1000:.0f}, max {max(gaps) * 1000:.0f}); bare container start (create + start) "
-              f"{raw * 1000:.0f} ms; ratio {gap / raw:.2f} (target <= 1.2)")
+        print(
+            f"exit -> next start, median of {len(gaps)}: {gap * 1000:.0f} ms "
+            f"(min {min(gaps) * 1000:.0f}, max {max(gaps) * 1000:.0f}); bare container start (create + start) "
+            f"{raw * 1000:.0f} ms; ratio {gap / raw:.2f} (target <= 1.2)"
+        )
     finally:
         for c in client.containers.list(all=True, filters={"label": f"opeva-bench={TAG}"}):
             c.remove(force=True)

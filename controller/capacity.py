@@ -11,9 +11,10 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -33,8 +34,14 @@ class Capacity:
     queues: Mapping[str, int] = field(default_factory=dict)  # queue name -> maxRunning
 
     def describe(self) -> dict[str, Any]:
-        return {"cpus": self.cpus, "memory": self.memory, "memoryHuman": format_bytes(self.memory),
-                "gpus": list(self.gpu_ids), "maxRunning": self.max_running, "queues": dict(self.queues)}
+        return {
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "memoryHuman": format_bytes(self.memory),
+            "gpus": list(self.gpu_ids),
+            "maxRunning": self.max_running,
+            "queues": dict(self.queues),
+        }
 
 
 def format_bytes(n: float) -> str:
@@ -98,8 +105,9 @@ def detect_gpus(timeout: float = 10.0) -> tuple[str, ...]:
     if not exe:
         return ()
     try:
-        out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True,
-                             timeout=timeout)
+        out = subprocess.run(
+            [exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=timeout
+        )
     except (OSError, subprocess.SubprocessError):
         return ()
     if out.returncode != 0:
@@ -141,7 +149,7 @@ def parse_queues(value: str | Mapping | None) -> dict[str, int]:
     if isinstance(value, Mapping) and set(value) == {"queues"}:
         value = value["queues"]  # a settings file may wrap the map in `queues:`
     if not isinstance(value, Mapping):
-        raise ValueError(f"{source}: expected a mapping like {{\"gpu-long\": {{\"maxRunning\": 2}}}}")
+        raise ValueError(f'{source}: expected a mapping like {{"gpu-long": {{"maxRunning": 2}}}}')
     out = {}
     for name, conf in value.items():
         if not isinstance(conf, Mapping) or set(conf) != {"maxRunning"}:
@@ -153,9 +161,15 @@ def parse_queues(value: str | Mapping | None) -> dict[str, int]:
     return out
 
 
-def machine_capacity(cpus: float | None = None, memory: int | str | None = None, gpus: tuple[str, ...] | None = None,
-                     reserve_cpus: float | None = None, reserve_memory: int | str | None = None,
-                     max_running: int | None = None, queues: Mapping[str, int] | None = None) -> Capacity:
+def machine_capacity(
+    cpus: float | None = None,
+    memory: int | str | None = None,
+    gpus: tuple[str, ...] | None = None,
+    reserve_cpus: float | None = None,
+    reserve_memory: int | str | None = None,
+    max_running: int | None = None,
+    queues: Mapping[str, int] | None = None,
+) -> Capacity:
     """The capacity jobs may use. A given figure is what jobs get; a detected one loses the reserve first."""
     if cpus is not None:
         job_cpus = float(cpus)
@@ -164,9 +178,15 @@ def machine_capacity(cpus: float | None = None, memory: int | str | None = None,
     if memory is not None:
         job_memory = parse_memory(memory)
     else:
-        job_memory = detect_memory() - (DEFAULT_RESERVE_MEMORY if reserve_memory is None else parse_memory(reserve_memory))
+        job_memory = detect_memory() - (
+            DEFAULT_RESERVE_MEMORY if reserve_memory is None else parse_memory(reserve_memory)
+        )
     if max_running is not None and max_running < 0:
         raise ValueError("maxRunning must be a non-negative integer")
-    return Capacity(cpus=max(job_cpus, 0.0), memory=max(job_memory, 0),
-                    gpu_ids=tuple(gpus) if gpus is not None else detect_gpus(), max_running=max_running,
-                    queues=dict(queues or {}))
+    return Capacity(
+        cpus=max(job_cpus, 0.0),
+        memory=max(job_memory, 0),
+        gpu_ids=tuple(gpus) if gpus is not None else detect_gpus(),
+        max_running=max_running,
+        queues=dict(queues or {}),
+    )

@@ -41,8 +41,10 @@ class ContainerCache:
 
     def for_job(self, job: str) -> list[ContainerInfo]:
         with self._lock:
-            return sorted((info for _, info in self._by_name.values() if info is not None and info.job == job),
-                          key=lambda c: c.attempt)
+            return sorted(
+                (info for _, info in self._by_name.values() if info is not None and info.job == job),
+                key=lambda c: c.attempt,
+            )
 
     def jobs(self) -> set[str]:
         with self._lock:

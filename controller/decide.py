@@ -138,9 +138,17 @@ def fail_attempt_start(status: JobStatus, reason: str, message: str, now: dateti
 
 def _current_attempt(st: JobStatus, name: str) -> ContainerInfo:
     """The current attempt as status knows it, for a history entry when its container is gone or never was."""
-    return ContainerInfo(id=st.containerId or "", name=name, job=st.name, generation=st.observedGeneration or "",
-                         run="", attempt=st.attempts, state="exited", started_at=st.startedAt,
-                         labels={LABEL_RUN_ID: st.runId} if st.runId else {})
+    return ContainerInfo(
+        id=st.containerId or "",
+        name=name,
+        job=st.name,
+        generation=st.observedGeneration or "",
+        run="",
+        attempt=st.attempts,
+        state="exited",
+        started_at=st.startedAt,
+        labels={LABEL_RUN_ID: st.runId} if st.runId else {},
+    )
 
 
 class _Sync:
@@ -192,9 +200,16 @@ class _Sync:
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         st = self.st
-        self.events.append(Event(time=self.now, type="Warning" if warning else "Normal", reason=reason,
-                                 message=message, attempt=st.attempts if st else None,
-                                 generation=st.observedGeneration if st else None))
+        self.events.append(
+            Event(
+                time=self.now,
+                type="Warning" if warning else "Normal",
+                reason=reason,
+                message=message,
+                attempt=st.attempts if st else None,
+                generation=st.observedGeneration if st else None,
+            )
+        )
 
     def requeue_in(self, seconds: float) -> None:
         seconds = max(seconds, 0.0)
@@ -229,10 +244,21 @@ class _Sync:
         return self.st.activeSeconds + max(extra, 0.0)
 
     def record_history(self, c: ContainerInfo, outcome: str, reason: str | None, counted: bool = False) -> None:
-        self.st.history.append(AttemptRecord(
-            attempt=c.attempt, generation=c.generation, runId=c.labels.get(LABEL_RUN_ID) or None,
-            containerName=c.name, containerId=c.id or None, startedAt=c.started_at, finishedAt=c.finished_at,
-            exitCode=c.exit_code, outcome=outcome, reason=reason, counted=counted))
+        self.st.history.append(
+            AttemptRecord(
+                attempt=c.attempt,
+                generation=c.generation,
+                runId=c.labels.get(LABEL_RUN_ID) or None,
+                containerName=c.name,
+                containerId=c.id or None,
+                startedAt=c.started_at,
+                finishedAt=c.finished_at,
+                exitCode=c.exit_code,
+                outcome=outcome,
+                reason=reason,
+                counted=counted,
+            )
+        )
 
     def ensure_status(self, phase: str, reason: str) -> JobStatus:
         if self.st is None:
@@ -313,13 +339,17 @@ class _Sync:
         generation = m.generation
         st = self.st
         if st is None:
-            st = self.st = JobStatus(name=m.name, submittedAt=self.now, observedGeneration=generation,
-                                     runId=spec.runId, reason="Accepted")
+            st = self.st = JobStatus(
+                name=m.name, submittedAt=self.now, observedGeneration=generation, runId=spec.runId, reason="Accepted"
+            )
             st.set_condition("Accepted", "True", "Accepted", None, self.now)
             self.event("Accepted", f"new job, generation {generation}")
         elif st.observedGeneration != generation or st.runId != spec.runId:
-            why = (f"spec changed: generation {st.observedGeneration} -> {generation}"
-                   if st.observedGeneration != generation else f"rerun requested: runId {st.runId!r} -> {spec.runId!r}")
+            why = (
+                f"spec changed: generation {st.observedGeneration} -> {generation}"
+                if st.observedGeneration != generation
+                else f"rerun requested: runId {st.runId!r} -> {spec.runId!r}"
+            )
             self.new_run(generation, spec.runId)
             self.event("GenerationChanged" if "generation" in why else "Rerun", why)
         st = self.st
@@ -361,8 +391,12 @@ class _Sync:
                     self.remove_when_drained(other)
             return
         for other in current.values():
-            if other.exited and other.name != name and not st.recorded(other.name) \
-                    and other.name in self.observed.logs_complete:
+            if (
+                other.exited
+                and other.name != name
+                and not st.recorded(other.name)
+                and other.name in self.observed.logs_complete
+            ):
                 # an older attempt whose exit was never recorded (the status was lost): record what it did
                 self.record_history(other, "Succeeded" if other.exit_code == 0 else "Failed", "RecoveredRecord")
             if other.exited and st.recorded(other.name):
@@ -478,8 +512,11 @@ class _Sync:
             if quiet >= limit:
                 st.stopping = StopIntent(containerName=c.name, reason="ProgressStalled", requestedAt=self.now)
                 self.stop(c, "ProgressStalled")
-                self.event("ProgressStalled", f"no progress for {int(quiet)} s (limit {limit} s); stopping attempt",
-                           warning=True)
+                self.event(
+                    "ProgressStalled",
+                    f"no progress for {int(quiet)} s (limit {limit} s); stopping attempt",
+                    warning=True,
+                )
                 self.requeue_in(START_POLL)
             else:
                 self.requeue_in(limit - quiet)
@@ -601,8 +638,10 @@ class _Sync:
         st.startedAt = c.started_at or st.startedAt  # a quick job may exit before it is ever seen running
         intent = st.stopping if st.stopping and st.stopping.containerName == c.name else None
         st.stopping = None
-        self.event("Exited", f"container {c.name} exited with code {c.exit_code}"
-                   + (" (out of memory)" if c.oom_killed else ""))
+        self.event(
+            "Exited",
+            f"container {c.name} exited with code {c.exit_code}" + (" (out of memory)" if c.oom_killed else ""),
+        )
         if intent is not None and intent.reason != "ProgressStalled":
             self.record_history(c, "Stopped", intent.reason)
             if intent.reason == "Suspended":

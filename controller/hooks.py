@@ -1,4 +1,4 @@
-"""Points where other subsystems (MLflow tracking, capacity) join an attempt's life, without the reconciler knowing them.
+"""Points where other subsystems (MLflow, capacity) join an attempt's life, without the reconciler knowing them.
 
 The reconciler calls `before_start` after the attempt's intent is recorded and before its container is created, and
 `after_finish` once an attempt's outcome is durably in status.json. A hook must never block or fail a job: errors

@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 # The container's own root filesystem when it is one of these: nothing on it is visible to the host by path.
 LAYERED_FS = {"overlay", "aufs", "fuse-overlayfs", "overlayfs"}
@@ -56,9 +56,16 @@ def parse_mountinfo(text: str) -> list[MountInfo]:
         fields = line.split(" ")
         try:
             sep = fields.index("-", 6)  # optional fields (shared:N, master:N, ...) end at a lone "-"
-            mounts.append(MountInfo(mount_id=int(fields[0]), parent_id=int(fields[1]), root=_unescape(fields[3]),
-                                    mount_point=_unescape(fields[4]), fstype=fields[sep + 1],
-                                    source=_unescape(fields[sep + 2]) if len(fields) > sep + 2 else ""))
+            mounts.append(
+                MountInfo(
+                    mount_id=int(fields[0]),
+                    parent_id=int(fields[1]),
+                    root=_unescape(fields[3]),
+                    mount_point=_unescape(fields[4]),
+                    fstype=fields[sep + 1],
+                    source=_unescape(fields[sep + 2]) if len(fields) > sep + 2 else "",
+                )
+            )
         except (ValueError, IndexError):
             continue
     return mounts
@@ -86,7 +93,7 @@ def path_in_filesystem(mount: MountInfo, path: str) -> str:
 def _ends_with(path: str, suffix: str) -> bool:
     """Component-wise: does absolute `path` end with absolute `suffix`? ('/' is a suffix of everything.)"""
     p, s = Path(path).parts[1:], Path(suffix).parts[1:]
-    return not s or p[-len(s):] == s
+    return not s or p[-len(s) :] == s
 
 
 def container_id(mountinfo: Iterable[MountInfo]) -> str | None:
@@ -112,21 +119,28 @@ def in_container(root: str = "/") -> bool:
 
 @dataclass(frozen=True)
 class Verdict:
-    host_path: str           # the path Docker will be given for the data folder
-    verified: bool           # False: nothing contradicts it, but nothing confirms it either
-    how: str                 # which evidence decided
+    host_path: str  # the path Docker will be given for the data folder
+    verified: bool  # False: nothing contradicts it, but nothing confirms it either
+    how: str  # which evidence decided
 
 
 def _advice(data: str, host_guess: str | None) -> str:
     guess = host_guess or "/path/on/the/host"
-    return (f"Mount the host folder at the same path inside the container (-v {guess}:{guess} and "
-            f"OPEVA_DATA={guess}; docker-compose.yml does this with OPEVA_HOST_DATA), or set "
-            f"OPEVA_HOST_DATA={guess} to the data folder's path on the Docker host.")
+    return (
+        f"Mount the host folder at the same path inside the container (-v {guess}:{guess} and "
+        f"OPEVA_DATA={guess}; docker-compose.yml does this with OPEVA_HOST_DATA), or set "
+        f"OPEVA_HOST_DATA={guess} to the data folder's path on the Docker host."
+    )
 
 
-def check(data_dir: str, host_data: str | None, mounts: list[MountInfo],
-          docker_source: Callable[[str], str | None] | None = None, *, realpath: Callable[[str], str] = os.path.realpath
-          ) -> Verdict:
+def check(
+    data_dir: str,
+    host_data: str | None,
+    mounts: list[MountInfo],
+    docker_source: Callable[[str], str | None] | None = None,
+    *,
+    realpath: Callable[[str], str] = os.path.realpath,
+) -> Verdict:
     """Decide the data folder's host path inside a container, or raise HostPathError.
 
     `data_dir` is the absolute path the controller uses (and gives Docker unless `host_data` is set);
@@ -148,14 +162,16 @@ def check(data_dir: str, host_data: str | None, mounts: list[MountInfo],
             raise HostPathError(
                 f"The data folder {data_dir} is mounted from {actual} on the Docker host, but the controller would "
                 f"give Docker {expected} ({what}): jobs would see a different, probably empty, /data. "
-                + _advice(data_dir, actual))
+                + _advice(data_dir, actual)
+            )
         return Verdict(expected, True, f"docker inspect: {mount.mount_point} is mounted from {source}")
     if mount.mount_point == "/" and mount.fstype in LAYERED_FS:
         raise HostPathError(
             f"The data folder {data_dir} is inside the container's own filesystem ({mount.fstype}), not on a "
             "folder mounted from the host: jobs would see an empty /data, and the records would vanish with the "
             f"container. Mount the host folder at the same path: -v {data_dir}:{data_dir} (docker-compose.yml "
-            "does this), or mount it elsewhere and set OPEVA_HOST_DATA to its path on the host.")
+            "does this), or mount it elsewhere and set OPEVA_HOST_DATA to its path on the host."
+        )
     if mount.mount_point == "/" and mount.root == "/" and host_data is None:
         # Not a layered root: the container shares the host's root filesystem (a sandbox VM, a chroot).
         return Verdict(expected, True, f"the root filesystem ({mount.source or mount.fstype}) is the host's")
@@ -165,8 +181,10 @@ def check(data_dir: str, host_data: str | None, mounts: list[MountInfo],
             f"The data folder {data_dir} is mounted from {in_fs} (in {mount.source or mount.fstype}), but the "
             f"controller would give Docker {expected}"
             + (f" (OPEVA_HOST_DATA={host_data})" if host_data else " (OPEVA_HOST_DATA is not set)")
-            + ": jobs would see a different, probably empty, /data. " + _advice(data_dir, in_fs)
-            + " (If the host path goes through a symlink, use the resolved path, or set OPEVA_SKIP_HOSTPATH_CHECK=1.)")
+            + ": jobs would see a different, probably empty, /data. "
+            + _advice(data_dir, in_fs)
+            + " (If the host path goes through a symlink, use the resolved path, or set OPEVA_SKIP_HOSTPATH_CHECK=1.)"
+        )
     if in_fs == "/" and mount.mount_point != "/":
         # The data folder is a whole filesystem (a partition, an NFS export) mounted in: mountinfo cannot tell
         # the host path. Nothing contradicts `expected`.
@@ -218,7 +236,12 @@ def check_host_paths(settings, log=None) -> Verdict | None:
         if verdict.verified:
             log.info("host_path", data=data_dir, host_path=verdict.host_path, evidence=verdict.how)
         else:
-            log.warning("host_path_unverified", data=data_dir, host_path=verdict.host_path, evidence=verdict.how,
-                        message="running in a container; cannot confirm the data folder's host path: jobs get "
-                                f"{verdict.host_path} as /data (set OPEVA_HOST_DATA if that is wrong)")
+            log.warning(
+                "host_path_unverified",
+                data=data_dir,
+                host_path=verdict.host_path,
+                evidence=verdict.how,
+                message="running in a container; cannot confirm the data folder's host path: jobs get "
+                f"{verdict.host_path} as /data (set OPEVA_HOST_DATA if that is wrong)",
+            )
     return verdict

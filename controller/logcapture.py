@@ -14,8 +14,8 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import structlog
 
@@ -30,8 +30,14 @@ LABEL_LOG_CAPTURE = "opeva.logCapture"
 
 
 class LogCapture:
-    def __init__(self, store: DataStore, runtime: Runtime, on_complete: Callable[[str], None],
-                 on_retry: Callable[[str, float], None], persist_every: float = 0.5):
+    def __init__(
+        self,
+        store: DataStore,
+        runtime: Runtime,
+        on_complete: Callable[[str], None],
+        on_retry: Callable[[str, float], None],
+        persist_every: float = 0.5,
+    ):
         self.store = store
         self.runtime = runtime
         self.on_complete = on_complete
@@ -93,8 +99,9 @@ class LogCapture:
                 delay = min(0.5 * 2 ** (n - 1), 30.0)
                 self._failures[c.name] = (n, time.monotonic() + delay)
             if n == 1 or n % 10 == 0:
-                log.warning("log_capture_interrupted", job=c.job, container=c.name, error=str(err), failures=n,
-                            retry_in=delay)
+                log.warning(
+                    "log_capture_interrupted", job=c.job, container=c.name, error=str(err), failures=n, retry_in=delay
+                )
             self.on_retry(c.job, delay)
             return
         with self._lock:
@@ -126,8 +133,10 @@ class LogCapture:
                 if offset > 0 and os.pread(fd, 1, offset - 1) != b"\n":
                     os.pwrite(fd, b"\n", offset)
                     offset += 1
-                header = (f"===== opeva: job {c.job} attempt {c.attempt} container {c.name} "
-                          f"generation {c.generation} capture started {iso(utcnow())} =====\n").encode()
+                header = (
+                    f"===== opeva: job {c.job} attempt {c.attempt} container {c.name} "
+                    f"generation {c.generation} capture started {iso(utcnow())} =====\n"
+                ).encode()
                 os.ftruncate(fd, offset)
                 os.pwrite(fd, header, offset)
                 offset += len(header)
@@ -169,11 +178,14 @@ class LogCapture:
             os.close(fd)
 
     @staticmethod
-    def _persist(fd: int, cursor_path: Path, container: str, file: str, offset: int, ts: int, count: int,
-                 complete: bool) -> None:
+    def _persist(
+        fd: int, cursor_path: Path, container: str, file: str, offset: int, ts: int, count: int, complete: bool
+    ) -> None:
         os.fsync(fd)
-        atomic_write_json(cursor_path, {"container": container, "file": file, "offset": offset, "ts": ts,
-                                        "count": count, "complete": complete})
+        atomic_write_json(
+            cursor_path,
+            {"container": container, "file": file, "offset": offset, "ts": ts, "count": count, "complete": complete},
+        )
 
 
 def _open_log(path: Path) -> int:

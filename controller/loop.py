@@ -56,11 +56,28 @@ class Controller:
         self.specs = SpecSource(self.store.specs_dir, self.store.root)
         self.logs = LogCapture(self.store, runtime, on_complete=self.queue.add, on_retry=self.queue.add_after)
         self.hooks: AttemptHooks = hooks or NoHooks()
-        self.scheduler = Scheduler(machine_capacity(
-            cpus=settings.cpus, memory=settings.memory, gpus=settings.gpus, reserve_cpus=settings.reserve_cpus,
-            reserve_memory=settings.reserve_memory, max_running=settings.max_running, queues=settings.queues))
-        self.reconciler = Reconciler(settings, self.store, runtime, self.specs, self.cache, self.logs,
-                                     enqueue_after=self.queue.add_after, hooks=self.hooks, scheduler=self.scheduler)
+        self.scheduler = Scheduler(
+            machine_capacity(
+                cpus=settings.cpus,
+                memory=settings.memory,
+                gpus=settings.gpus,
+                reserve_cpus=settings.reserve_cpus,
+                reserve_memory=settings.reserve_memory,
+                max_running=settings.max_running,
+                queues=settings.queues,
+            )
+        )
+        self.reconciler = Reconciler(
+            settings,
+            self.store,
+            runtime,
+            self.specs,
+            self.cache,
+            self.logs,
+            enqueue_after=self.queue.add_after,
+            hooks=self.hooks,
+            scheduler=self.scheduler,
+        )
         self._stop = threading.Event()
         self._scan_wake = threading.Event()
         self._resync_wake = threading.Event()
@@ -78,8 +95,13 @@ class Controller:
         self._lock = self.store.acquire_lock()
         n = self.reconciler.load_statuses()
         self.hooks.on_start(self.reconciler.statuses())
-        log.info("controller_starting", data=str(self.store.root), specs=str(self.store.specs_dir), recorded_jobs=n,
-                 workers=self.settings.workers)
+        log.info(
+            "controller_starting",
+            data=str(self.store.root),
+            specs=str(self.store.specs_dir),
+            recorded_jobs=n,
+            workers=self.settings.workers,
+        )
         self._watch_specs()  # before the first scan, so no file dropped in between goes unseen until a resync
         self.resync(full=True)
         self.reconciler.prime_capacity()
@@ -132,8 +154,9 @@ class Controller:
             except RuntimeUnavailable as err:
                 # the engine is away: every job would say so; one line from the watcher is enough
                 delay = self.queue.add_rate_limited(name)
-                (log.warning if self.docker_ok else log.debug)("reconcile_retry", job=name, error=str(err),
-                                                               retry_in=round(delay, 2))
+                (log.warning if self.docker_ok else log.debug)(
+                    "reconcile_retry", job=name, error=str(err), retry_in=round(delay, 2)
+                )
             except StoreError as err:
                 delay = self.queue.add_rate_limited(name)
                 if self.queue.failures(name) in (1, 10, 20):
@@ -193,8 +216,16 @@ class Controller:
     def _record_unchanged(self, name: str) -> None:
         try:
             if self.reconciler.status(name) is not None:
-                self.store.append_events(name, [Event(time=utcnow(), reason="SpecUnchanged",
-                                                      message="spec saved with identical content; nothing to do")])
+                self.store.append_events(
+                    name,
+                    [
+                        Event(
+                            time=utcnow(),
+                            reason="SpecUnchanged",
+                            message="spec saved with identical content; nothing to do",
+                        )
+                    ],
+                )
         except StoreError as err:
             log.warning("event_write_failed", job=name, error=str(err))
 
@@ -300,8 +331,14 @@ class Controller:
             try:
                 if self.reconciler.index_dirty.is_set():
                     self._write_index()
-                self.store.write_heartbeat({"docker": self.docker_ok, "phases": self.reconciler.phase_counts(),
-                                            "queue": len(self.queue), "capacity": self.scheduler.summary()})
+                self.store.write_heartbeat(
+                    {
+                        "docker": self.docker_ok,
+                        "phases": self.reconciler.phase_counts(),
+                        "queue": len(self.queue),
+                        "capacity": self.scheduler.summary(),
+                    }
+                )
             except StoreError as err:
                 if str(err) != last_error or time.monotonic() - last_logged > 60:
                     log.warning("record_write_failed", error=str(err))

@@ -23,8 +23,7 @@ def backoff_delay(failures: int, initial: float, maximum: float) -> float:
     return min(initial * (2 ** min(failures - 1, 62)), maximum)
 
 
-def match_failure_rule(rules: list[FailureRule], exit_code: int | None,
-                       oom_killed: bool) -> tuple[int | None, str]:
+def match_failure_rule(rules: list[FailureRule], exit_code: int | None, oom_killed: bool) -> tuple[int | None, str]:
     """The first rule that matches the exit, like Kubernetes' podFailurePolicy; `Count` when none does."""
     for i, rule in enumerate(rules):
         by_code = rule.exitCodes is not None and exit_code in rule.exitCodes
@@ -38,8 +37,12 @@ def match_failure_rule(rules: list[FailureRule], exit_code: int | None,
     return None, "Count"
 
 
-def interruption_cause(c: ContainerInfo, boot_time: datetime | None, daemon_started_at: datetime | None,
-                       outages: tuple[tuple[datetime, datetime], ...]) -> str | None:
+def interruption_cause(
+    c: ContainerInfo,
+    boot_time: datetime | None,
+    daemon_started_at: datetime | None,
+    outages: tuple[tuple[datetime, datetime], ...],
+) -> str | None:
     """Why a non-zero exit was the machine's doing and not the job's, or None when it was the job's.
 
     - started before the host booted: the VM rebooted under it;
@@ -48,8 +51,11 @@ def interruption_cause(c: ContainerInfo, boot_time: datetime | None, daemon_star
     """
     if c.started_at is None:
         return None
-    if boot_time is not None and c.started_at < boot_time and (
-            c.finished_at is None or c.finished_at >= boot_time - DAEMON_WINDOW_BEFORE):
+    if (
+        boot_time is not None
+        and c.started_at < boot_time
+        and (c.finished_at is None or c.finished_at >= boot_time - DAEMON_WINDOW_BEFORE)
+    ):
         return "the machine rebooted while the attempt ran"
     if daemon_started_at is not None and c.started_at < daemon_started_at:
         end = c.finished_at or daemon_started_at

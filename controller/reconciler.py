@@ -10,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
 from .containercache import ContainerCache
-from .faults import crash_point
-from .hooks import AttemptHooks, NoHooks
 from .decide import (
     LABEL_RUN_ID,
     Collect,
@@ -33,6 +31,8 @@ from .decide import (
     fail_attempt_start,
     run_key,
 )
+from .faults import crash_point
+from .hooks import AttemptHooks, NoHooks
 from .logcapture import LABEL_LOG_CAPTURE, LogCapture
 from .runtime.base import (
     LABEL_ATTEMPT,
@@ -62,15 +62,24 @@ def host_boot_time() -> datetime | None:
     try:
         with open("/proc/stat") as f:
             btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return datetime.fromtimestamp(btime, timezone.utc)
+        return datetime.fromtimestamp(btime, UTC)
     except (OSError, StopIteration, ValueError):
         return None
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, store: DataStore, runtime: Runtime, specs, cache: ContainerCache,
-                 logs: LogCapture, enqueue_after, hooks: AttemptHooks | None = None,
-                 scheduler: Scheduler | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        store: DataStore,
+        runtime: Runtime,
+        specs,
+        cache: ContainerCache,
+        logs: LogCapture,
+        enqueue_after,
+        hooks: AttemptHooks | None = None,
+        scheduler: Scheduler | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.runtime = runtime
@@ -144,11 +153,19 @@ class Reconciler:
                     self._phases[old.phase] -= 1
             self.index_dirty.set()
             if old is None or (old.phase, old.containerId) != (new.phase, new.containerId):
-                self.store.write_job_info(new.name, {
-                    "status": SEED_STATUS[new.phase], "phase": new.phase, "reason": new.reason,
-                    "exit_code": new.exitCode, "started_at": iso(new.startedAt), "finished_at": iso(new.finishedAt),
-                    "submitted_at": iso(new.submittedAt)})
-            for record in new.history[len(old.history) if old else 0:]:
+                self.store.write_job_info(
+                    new.name,
+                    {
+                        "status": SEED_STATUS[new.phase],
+                        "phase": new.phase,
+                        "reason": new.reason,
+                        "exit_code": new.exitCode,
+                        "started_at": iso(new.startedAt),
+                        "finished_at": iso(new.finishedAt),
+                        "submitted_at": iso(new.submittedAt),
+                    },
+                )
+            for record in new.history[len(old.history) if old else 0 :]:
                 self._hook(self.hooks.after_finish, new, record)
 
     def _hook(self, fn, *args):
@@ -166,10 +183,16 @@ class Reconciler:
 
     def facts(self) -> Facts:
         now = utcnow()
-        return Facts(now=now, instance=self.instance, boot_time=self.boot_time,
-                     daemon_started_at=self.daemon_started_at, outages=self.outages_until(now),
-                     keep_finished_containers=self.settings.keep_finished_containers,
-                     ttl_succeeded=self.settings.ttl_succeeded, ttl_failed=self.settings.ttl_failed)
+        return Facts(
+            now=now,
+            instance=self.instance,
+            boot_time=self.boot_time,
+            daemon_started_at=self.daemon_started_at,
+            outages=self.outages_until(now),
+            keep_finished_containers=self.settings.keep_finished_containers,
+            ttl_succeeded=self.settings.ttl_succeeded,
+            ttl_failed=self.settings.ttl_failed,
+        )
 
     def observe(self, name: str, recorded: JobStatus | None) -> Observed:
         containers = self.cache.for_job(name)
@@ -187,8 +210,11 @@ class Reconciler:
             if c.name not in done:
                 self.logs.ensure(c)
         complete = frozenset(c.name for c in containers if c.exited and (c.name in done or self.logs.is_complete(c)))
-        return Observed(containers=tuple(containers), logs_complete=complete,
-                        progress_at=_mtime(self.store.progress_path(name)) if active else None)
+        return Observed(
+            containers=tuple(containers),
+            logs_complete=complete,
+            progress_at=_mtime(self.store.progress_path(name)) if active else None,
+        )
 
     def reconcile(self, name: str) -> float | None:
         desired = self.specs.desired(name)
@@ -230,8 +256,9 @@ class Reconciler:
         return requeue
 
     # ---- capacity ---------------------------------------------------------------------------------------
-    def _admit(self, desired: Desired, observed: Observed, recorded: JobStatus | None, facts: Facts,
-               decision: Decision) -> tuple[Decision, Observed]:
+    def _admit(
+        self, desired: Desired, observed: Observed, recorded: JobStatus | None, facts: Facts, decision: Decision
+    ) -> tuple[Decision, Observed]:
         """A decision that would create a container is taken again with the scheduler's answer."""
         create = next((a for a in decision.actions if isinstance(a, Create)), None)
         if create is None or desired.manifest is None or decision.status is None:
@@ -280,8 +307,13 @@ class Reconciler:
             if self._statuses.pop(status.name, None) is not None:
                 self._phases[status.phase] -= 1
         self.index_dirty.set()
-        log.info("job_collected", job=status.name, phase=status.phase, artifacts=self.settings.artifacts,
-                 archive=str(archive) if archive else None)
+        log.info(
+            "job_collected",
+            job=status.name,
+            phase=status.phase,
+            artifacts=self.settings.artifacts,
+            archive=str(archive) if archive else None,
+        )
 
     def _refresh(self, container: str) -> None:
         info = self.runtime.inspect(container)
@@ -305,12 +337,24 @@ class Reconciler:
             return 0.0
         crash_point("after_create")
         self.cache.update(info)
-        self.store.write_job_info(m.name, {
-            "job_id": m.name, "image": m.spec.image, "command": m.spec.command, "args": m.spec.args,
-            "labels": dict(m.metadata.labels), "generation": m.generation, "run_id": m.spec.runId,
-            "attempt": action.attempt, "container_name": info.name, "container_id": info.id,
-            "created_at": iso(info.created_at), "spec_file": status.specFile,
-            "log_file": f"logs/{m.name}.log" if m.spec.logCapture else f"logs/{m.name}.stdout.log"})
+        self.store.write_job_info(
+            m.name,
+            {
+                "job_id": m.name,
+                "image": m.spec.image,
+                "command": m.spec.command,
+                "args": m.spec.args,
+                "labels": dict(m.metadata.labels),
+                "generation": m.generation,
+                "run_id": m.spec.runId,
+                "attempt": action.attempt,
+                "container_name": info.name,
+                "container_id": info.id,
+                "created_at": iso(info.created_at),
+                "spec_file": status.specFile,
+                "log_file": f"logs/{m.name}.log" if m.spec.logCapture else f"logs/{m.name}.stdout.log",
+            },
+        )
         log.info("container_created", job=m.name, container=info.name, attempt=action.attempt, state=info.state)
         return 0.0
 
@@ -328,14 +372,21 @@ class Reconciler:
             self.runtime.remove(container)
         self.cache.drop(container)
 
-    def container_request(self, m, status: JobStatus, action: Create,
-                          extra_env: dict[str, str] | None = None) -> ContainerRequest:
+    def container_request(
+        self, m, status: JobStatus, action: Create, extra_env: dict[str, str] | None = None
+    ) -> ContainerRequest:
         spec = m.spec
         name = m.name
         generation = m.generation
-        labels = {**m.metadata.labels, LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_JOB: name,
-                  LABEL_GENERATION: generation, LABEL_ATTEMPT: str(action.attempt),
-                  LABEL_RUN: run_key(generation, spec.runId)}
+        labels = {
+            **m.metadata.labels,
+            LABEL_MANAGED: "true",
+            LABEL_INSTANCE: self.instance,
+            LABEL_JOB: name,
+            LABEL_GENERATION: generation,
+            LABEL_ATTEMPT: str(action.attempt),
+            LABEL_RUN: run_key(generation, spec.runId),
+        }
         if spec.runId:
             labels[LABEL_RUN_ID] = spec.runId
         if not spec.logCapture:
@@ -343,18 +394,34 @@ class Reconciler:
         if spec.queue:
             labels[LABEL_QUEUE] = spec.queue
         job_dir = f"/data/jobs/{name}"
-        env = {**spec.env, **(extra_env or {}), "OPEVA_JOB_ID": name, "OPEVA_JOB_DIR": job_dir,
-               "OPEVA_ATTEMPT": str(action.attempt)}
+        env = {
+            **spec.env,
+            **(extra_env or {}),
+            "OPEVA_JOB_ID": name,
+            "OPEVA_JOB_DIR": job_dir,
+            "OPEVA_ATTEMPT": str(action.attempt),
+        }
         if spec.configFile:
             env["OPEVA_CONFIG"] = f"/data/{spec.configFile}"
         host_job = self.host_data / "jobs" / name
         mounts = [Mount(str(self.host_data), "/data", True)] + [
-            Mount(str(host_job / sub), f"{job_dir}/{sub}", False) for sub in ("progress", "results", "logs", "outputs")]
+            Mount(str(host_job / sub), f"{job_dir}/{sub}", False) for sub in ("progress", "results", "logs", "outputs")
+        ]
         return ContainerRequest(
-            name=action.container, image=spec.image, labels=labels, env=env, mounts=tuple(mounts),
-            entrypoint=spec.command, command=spec.args, working_dir=spec.workingDir,
-            network=spec.network or self.settings.default_network, cpus=spec.resources.cpus,
-            memory=spec.resources.memory_bytes, gpu_ids=action.gpu_ids, stop_grace=spec.terminationGracePeriodSeconds)
+            name=action.container,
+            image=spec.image,
+            labels=labels,
+            env=env,
+            mounts=tuple(mounts),
+            entrypoint=spec.command,
+            command=spec.args,
+            working_dir=spec.workingDir,
+            network=spec.network or self.settings.default_network,
+            cpus=spec.resources.cpus,
+            memory=spec.resources.memory_bytes,
+            gpu_ids=action.gpu_ids,
+            stop_grace=spec.terminationGracePeriodSeconds,
+        )
 
     def _stop_async(self, name: str, action: Stop) -> None:
         """Stops wait out a grace period, so they run beside the workers; one at a time per container."""
@@ -365,8 +432,9 @@ class Reconciler:
 
         def run() -> None:
             try:
-                log.info("container_stopping", job=name, container=action.container, reason=action.reason,
-                         grace=action.grace)
+                log.info(
+                    "container_stopping", job=name, container=action.container, reason=action.reason, grace=action.grace
+                )
                 self.runtime.stop(action.container, action.grace)
                 self._refresh(action.container)
             except Exception as err:
@@ -381,6 +449,6 @@ class Reconciler:
 
 def _mtime(path: Path) -> datetime | None:
     try:
-        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except OSError:
         return None

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Literal
+from typing import Literal
 
 from .capacity import Capacity, format_bytes, format_cpus
 from .runtime.base import ContainerInfo
@@ -111,8 +112,9 @@ class Wake:
 
 def pending_job(m: JobManifest, submitted_at: datetime | None) -> PendingJob:
     r = m.spec.resources
-    return PendingJob(m.name, Request(r.cpus or 0.0, r.memory_bytes or 0, r.gpus or 0), m.spec.priority,
-                      submitted_at, m.spec.queue)
+    return PendingJob(
+        m.name, Request(r.cpus or 0.0, r.memory_bytes or 0, r.gpus or 0), m.spec.priority, submitted_at, m.spec.queue
+    )
 
 
 # ---- the pure pass --------------------------------------------------------------------------------------------
@@ -127,8 +129,9 @@ def unschedulable_reason(capacity: Capacity, job: PendingJob) -> str | None:
     if r.cpus > capacity.cpus + EPS:
         problems.append(f"{format_cpus(r.cpus)} requested, the machine offers {format_cpus(capacity.cpus)}")
     if r.memory > capacity.memory:
-        problems.append(f"{format_bytes(r.memory)} of memory requested, the machine offers "
-                        f"{format_bytes(capacity.memory)}")
+        problems.append(
+            f"{format_bytes(r.memory)} of memory requested, the machine offers {format_bytes(capacity.memory)}"
+        )
     if r.gpus > len(capacity.gpu_ids):
         have = f"{len(capacity.gpu_ids)} ({', '.join(capacity.gpu_ids)})" if capacity.gpu_ids else "none"
         problems.append(f"{r.gpus} GPU{'s' if r.gpus != 1 else ''} requested, the machine has {have}")
@@ -180,9 +183,16 @@ def schedule(capacity: Capacity, reservations: Iterable[Reservation], pending: I
                     per_queue[queue] += 1
                 continue
             reason = "InsufficientCPU" if short_cpu else "InsufficientMemory" if short_mem else "InsufficientGPU"
-            wait = Waiting(reason, len(waiting) + 1,
-                           ("short", short_cpu and (cpus, avail_cpu, held_cpu), short_mem and (mem, avail_mem, held_mem),
-                            short_gpu and (gpus, avail_gpu, held_gpu)))
+            wait = Waiting(
+                reason,
+                len(waiting) + 1,
+                (
+                    "short",
+                    short_cpu and (cpus, avail_cpu, held_cpu),
+                    short_mem and (mem, avail_mem, held_mem),
+                    short_gpu and (gpus, avail_gpu, held_gpu),
+                ),
+            )
             held_cpu += cpus
             held_mem += mem
             held_gpu += gpus
@@ -217,8 +227,13 @@ def _wait_message(reason: str, detail: tuple) -> str:
 # ---- the shared state -----------------------------------------------------------------------------------------
 def reservation_from_container(c: ContainerInfo) -> Reservation:
     """What a live container holds, read back from the engine (NanoCpus, Memory, DeviceRequests, queue label)."""
-    return Reservation(job=c.job, request=Request(cpus=c.cpus or 0.0, memory=c.memory or 0, gpus=len(c.gpu_ids)),
-                       gpu_ids=c.gpu_ids, queue=c.labels.get(LABEL_QUEUE) or None, container=c.name)
+    return Reservation(
+        job=c.job,
+        request=Request(cpus=c.cpus or 0.0, memory=c.memory or 0, gpus=len(c.gpu_ids)),
+        gpu_ids=c.gpu_ids,
+        queue=c.labels.get(LABEL_QUEUE) or None,
+        container=c.name,
+    )
 
 
 class Scheduler:
@@ -260,10 +275,16 @@ class Scheduler:
         with self._lock:
             used = list(self._reserved.values())
             plan = self._plan_locked()
-            return {"capacity": self.capacity.describe(),
-                    "used": {"cpus": sum(r.request.cpus for r in used), "memory": sum(r.request.memory for r in used),
-                             "gpus": sorted(g for r in used for g in r.gpu_ids), "running": len(used)},
-                    "waiting": plan.queue_length}
+            return {
+                "capacity": self.capacity.describe(),
+                "used": {
+                    "cpus": sum(r.request.cpus for r in used),
+                    "memory": sum(r.request.memory for r in used),
+                    "gpus": sorted(g for r in used for g in r.gpu_ids),
+                    "running": len(used),
+                },
+                "waiting": plan.queue_length,
+            }
 
     # -- changing --
     def admit(self, job: PendingJob, container: str | None = None) -> Admission:
@@ -313,8 +334,11 @@ class Scheduler:
             if live is None and held is not None and not creating:
                 del self._reserved[job]
                 self._touch()
-            elif live is not None and live.name not in self._ended \
-                    and (held is None or held.container not in (None, live.name)):
+            elif (
+                live is not None
+                and live.name not in self._ended
+                and (held is None or held.container not in (None, live.name))
+            ):
                 self._reserved[job] = reservation_from_container(live)
                 self._touch()
             return self._wake_locked()
@@ -360,6 +384,9 @@ class Scheduler:
         self._changed = False
         plan = self._plan_locked()
         now = tuple(j for j in plan.admitted) + tuple(plan.unschedulable)
-        later = tuple(name for name, w in plan.waiting.items()
-                      if w.position <= POSITION_REFRESH_TOP and self._reported.get(name) != (w.reason, w.position))
+        later = tuple(
+            name
+            for name, w in plan.waiting.items()
+            if w.position <= POSITION_REFRESH_TOP and self._reported.get(name) != (w.reason, w.position)
+        )
         return Wake(now, later)

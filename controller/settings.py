@@ -9,7 +9,6 @@ from pathlib import Path
 from .capacity import parse_gpu_list, parse_queues
 from .spec import parse_memory
 
-
 ARTIFACT_POLICIES = ("keep", "archive", "delete")
 
 
@@ -44,7 +43,7 @@ class Settings:
     queues: dict[str, int] | None = None  # queue name -> maxRunning
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         env = os.environ
         values = dict(
             data_dir=Path(env.get("OPEVA_DATA", "./opeva-data")),
@@ -65,14 +64,21 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         _capacity_values(values)
         if values["artifacts"] not in ARTIFACT_POLICIES:
-            raise ValueError(f"artifacts policy must be one of {', '.join(ARTIFACT_POLICIES)}, "
-                             f"not {values['artifacts']!r}")
+            raise ValueError(
+                f"artifacts policy must be one of {', '.join(ARTIFACT_POLICIES)}, not {values['artifacts']!r}"
+            )
         return cls(**values)
 
 
-_CAPACITY_ENV = {"cpus": "OPEVA_CPUS", "memory": "OPEVA_MEMORY", "gpus": "OPEVA_GPUS",
-                 "reserve_cpus": "OPEVA_RESERVE_CPUS", "reserve_memory": "OPEVA_RESERVE_MEMORY",
-                 "max_running": "OPEVA_MAX_RUNNING", "queues": "OPEVA_QUEUES"}
+_CAPACITY_ENV = {
+    "cpus": "OPEVA_CPUS",
+    "memory": "OPEVA_MEMORY",
+    "gpus": "OPEVA_GPUS",
+    "reserve_cpus": "OPEVA_RESERVE_CPUS",
+    "reserve_memory": "OPEVA_RESERVE_MEMORY",
+    "max_running": "OPEVA_MAX_RUNNING",
+    "queues": "OPEVA_QUEUES",
+}
 
 
 def _capacity_env(env) -> dict:
@@ -81,8 +87,15 @@ def _capacity_env(env) -> dict:
 
 def _capacity_values(values: dict) -> None:
     """Parse the capacity settings given as text, in place; a bad one is a ValueError that names it."""
-    parsers = {"cpus": float, "reserve_cpus": float, "memory": parse_memory, "reserve_memory": parse_memory,
-               "max_running": int, "gpus": parse_gpu_list, "queues": parse_queues}
+    parsers = {
+        "cpus": float,
+        "reserve_cpus": float,
+        "memory": parse_memory,
+        "reserve_memory": parse_memory,
+        "max_running": int,
+        "gpus": parse_gpu_list,
+        "queues": parse_queues,
+    }
     for key, parse in parsers.items():
         raw = values.get(key)
         if isinstance(raw, str):

@@ -36,9 +36,26 @@ SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 CONTROL_FIELDS = frozenset({"suspend", "runId", "ttlSecondsAfterFinished", "priority", "queue"})
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
 # Kubernetes quantities (K/M/G/T decimal, Ki/Mi/Gi/Ti binary) and Docker's (b, k/m/g/t and kb/mb/gb/tb, binary).
-_MEMORY_UNITS = {"": 1, "b": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-                 "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40}
+_MEMORY_UNITS = {
+    "": 1,
+    "b": 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
+    "kb": 2**10,
+    "mb": 2**20,
+    "gb": 2**30,
+    "tb": 2**40,
+}
 
 DnsName = Annotated[str, StringConstraints(max_length=MAX_NAME, pattern=NAME_RE.pattern)]
 
@@ -111,7 +128,7 @@ class FailureRule(_Strict):
     oomKilled: bool | None = None
 
     @model_validator(mode="after")
-    def _has_matcher(self) -> "FailureRule":
+    def _has_matcher(self) -> FailureRule:
         if not self.exitCodes and self.oomKilled is None:
             raise ValueError("a failurePolicy rule needs exitCodes (non-empty) or oomKilled")
         return self
@@ -256,16 +273,22 @@ def parse_text(text: str | bytes, source: str = "request", fmt: str = "yaml") ->
         if fmt == "json":
             doc = json.loads(text)
         else:
-            docs = [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
-                    if d is not None]
+            docs = [
+                d
+                for d in yaml.load_all(text, Loader=yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+                if d is not None
+            ]
             if len(docs) > 1:
                 raise SpecError(f"{source}: holds {len(docs)} documents; one job per file")
             doc = docs[0] if docs else None
     except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise SpecError(f"{source}: cannot parse {fmt.upper()}: {str(err).splitlines()[0] if str(err) else err}") from None
+        raise SpecError(
+            f"{source}: cannot parse {fmt.upper()}: {str(err).splitlines()[0] if str(err) else err}"
+        ) from None
     except (RecursionError, ValueError) as err:  # e.g. thousands of nested brackets
-        raise SpecError(f"{source}: cannot parse {fmt.upper()}: {type(err).__name__}: nested too deeply or malformed") \
-            from None
+        raise SpecError(
+            f"{source}: cannot parse {fmt.upper()}: {type(err).__name__}: nested too deeply or malformed"
+        ) from None
     if doc is None:
         raise SpecError(f"{source}: empty file")
     return parse_document(doc, source)
@@ -288,8 +311,12 @@ def is_spec_file(rel: Path) -> bool:
 
 def is_spec_name(name: str) -> bool:
     """A file name (not its folders) that can hold a spec."""
-    if name.startswith(".") or name.endswith("~") or name.endswith((".swp", ".swx", ".tmp")) \
-            or (name.startswith("#") and name.endswith("#")):
+    if (
+        name.startswith(".")
+        or name.endswith("~")
+        or name.endswith((".swp", ".swx", ".tmp"))
+        or (name.startswith("#") and name.endswith("#"))
+    ):
         return False
     return name.endswith(SPEC_SUFFIXES)
 
@@ -321,8 +348,9 @@ def load_spec_file(path: Path, root: Path) -> LoadedSpec:
             if not stat.S_ISREG(st.st_mode):
                 return LoadedSpec(path, fallback, error=f"{rel}: not a regular file")
             if st.st_size > MAX_SPEC_BYTES:
-                return LoadedSpec(path, fallback,
-                                  error=f"{rel}: file is {st.st_size} bytes; specs are limited to {MAX_SPEC_BYTES}")
+                return LoadedSpec(
+                    path, fallback, error=f"{rel}: file is {st.st_size} bytes; specs are limited to {MAX_SPEC_BYTES}"
+                )
             data = os.read(fd, MAX_SPEC_BYTES + 1)
         finally:
             os.close(fd)
@@ -333,4 +361,3 @@ def load_spec_file(path: Path, root: Path) -> LoadedSpec:
     except SpecError as err:
         return LoadedSpec(path, err.name or fallback, error=str(err))
     return LoadedSpec(path, manifest.name, manifest=manifest)
-

@@ -11,9 +11,9 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import structlog
 
@@ -137,6 +137,11 @@ class SpecSource:
             if existing is not None:
                 log.warning("duplicate_job_name", job=loaded.name, file=rel, kept=existing.spec_file)
                 continue
-            out[loaded.name] = Desired(loaded.name, manifest=loaded.manifest, error=loaded.error, spec_file=rel,
-                                       config_missing=self._config_missing(loaded.manifest))
+            out[loaded.name] = Desired(
+                loaded.name,
+                manifest=loaded.manifest,
+                error=loaded.error,
+                spec_file=rel,
+                config_missing=self._config_missing(loaded.manifest),
+            )
         return out

@@ -7,7 +7,7 @@ reading this file next to the containers Docker still has.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,16 +16,21 @@ Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Stopped"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 # The seed's lowercase words, for its /status endpoint and job_track.json.
-SEED_STATUS = {"Pending": "queued", "Running": "running", "Succeeded": "finished", "Failed": "failed",
-               "Stopped": "stopped"}
+SEED_STATUS = {
+    "Pending": "queued",
+    "Running": "running",
+    "Succeeded": "finished",
+    "Failed": "failed",
+    "Stopped": "stopped",
+}
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Model(BaseModel):
@@ -94,15 +99,21 @@ class JobStatus(_Model):
     history: list[AttemptRecord] = Field(default_factory=list)
     runHistoryStart: int = 0  # history[runHistoryStart:] are the current run's attempts
 
-    def working_copy(self) -> "JobStatus":
+    def working_copy(self) -> JobStatus:
         """A copy a decision may change without touching the recorded status.
 
         Only the containers are copied: the models inside (conditions, attempt records, the stop intent) are never
         changed in place, only replaced. That makes a decision over thousands of settled jobs cheap (a deep copy
         was most of a full resync).
         """
-        return self.model_copy(update={"conditions": list(self.conditions), "history": list(self.history),
-                                       "labels": dict(self.labels), "gpuIds": list(self.gpuIds)})
+        return self.model_copy(
+            update={
+                "conditions": list(self.conditions),
+                "history": list(self.history),
+                "labels": dict(self.labels),
+                "gpuIds": list(self.gpuIds),
+            }
+        )
 
     @property
     def terminal(self) -> bool:
@@ -110,7 +121,7 @@ class JobStatus(_Model):
 
     def recorded(self, container_name: str) -> bool:
         """Whether this run already recorded the container's exit (an earlier run may have used the same name)."""
-        return any(h.containerName == container_name for h in self.history[self.runHistoryStart:])
+        return any(h.containerName == container_name for h in self.history[self.runHistoryStart :])
 
     def earlier_run_containers(self) -> set[str]:
         """Ids of containers recorded by earlier runs: leftovers if seen again, never this run's attempts."""
@@ -121,11 +132,17 @@ class JobStatus(_Model):
         for i, c in enumerate(self.conditions):
             if c.type == type_:
                 moved = c.status != status
-                self.conditions[i] = Condition(type=type_, status=status, reason=reason, message=message,
-                                               lastTransitionTime=now if moved else c.lastTransitionTime)
+                self.conditions[i] = Condition(
+                    type=type_,
+                    status=status,
+                    reason=reason,
+                    message=message,
+                    lastTransitionTime=now if moved else c.lastTransitionTime,
+                )
                 return
-        self.conditions.append(Condition(type=type_, status=status, reason=reason, message=message,
-                                         lastTransitionTime=now))
+        self.conditions.append(
+            Condition(type=type_, status=status, reason=reason, message=message, lastTransitionTime=now)
+        )
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

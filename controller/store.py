@@ -15,9 +15,10 @@ import socket
 import stat
 import tarfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import structlog
 
@@ -117,7 +118,7 @@ class DataStore:
     specs_dir: Path
 
     @classmethod
-    def open(cls, root: Path | str, specs_dir: Path | str | None = None) -> "DataStore":
+    def open(cls, root: Path | str, specs_dir: Path | str | None = None) -> DataStore:
         root = Path(root).absolute()
         specs = Path(specs_dir).absolute() if specs_dir else root / "specs"
         for d in (root, specs, root / "jobs", root / ".opeva"):
@@ -276,8 +277,11 @@ class DataStore:
         atomic_write_json(self.root / "job_track.json", track)
 
     def write_heartbeat(self, info: dict[str, Any]) -> None:
-        atomic_write_bytes(self.state_dir / "heartbeat.json",
-                           json.dumps({"time": iso(utcnow()), "pid": os.getpid(), **info}).encode(), durable=False)
+        atomic_write_bytes(
+            self.state_dir / "heartbeat.json",
+            json.dumps({"time": iso(utcnow()), "pid": os.getpid(), **info}).encode(),
+            durable=False,
+        )
 
     def instance_id(self) -> str:
         """A random id for this data folder, kept in it: labels and names scope containers to one folder."""
@@ -293,7 +297,7 @@ class DataStore:
         return value
 
     # ---- the controller lock -----------------------------------------------------------------------------
-    def acquire_lock(self) -> "ControllerLock":
+    def acquire_lock(self) -> ControllerLock:
         return ControllerLock.acquire(self.state_dir / "controller.lock")
 
 
@@ -305,7 +309,7 @@ class ControllerLock:
         self.path = path
 
     @classmethod
-    def acquire(cls, path: Path) -> "ControllerLock":
+    def acquire(cls, path: Path) -> ControllerLock:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -317,8 +321,10 @@ class ControllerLock:
                 pass
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockHeld(f"another controller already manages this data folder ({holder or 'unknown holder'}); "
-                               f"lock file: {path}") from None
+                raise LockHeld(
+                    f"another controller already manages this data folder ({holder or 'unknown holder'}); "
+                    f"lock file: {path}"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)

@@ -12,7 +12,7 @@ import heapq
 import threading
 import time
 from collections import deque
-from typing import Hashable
+from collections.abc import Hashable
 
 
 class WorkQueue:

@@ -34,8 +34,12 @@ def heartbeat_age(beat: dict[str, Any]) -> float | None:
     return max(0.0, (utcnow() - t).total_seconds())
 
 
-@router.get("/health", response_model=Health, summary="Is the controller alive, does Docker answer, jobs per phase",
-            openapi_extra={"security": []})
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Is the controller alive, does Docker answer, jobs per phase",
+    openapi_extra={"security": []},
+)
 def health(ctx: Ctx) -> dict[str, Any]:
     beat = read_json(ctx.store.state_dir / "heartbeat.json")
     beat = beat if isinstance(beat, dict) else {}
@@ -51,9 +55,12 @@ def health(ctx: Ctx) -> dict[str, Any]:
     return {
         "status": "ok" if alive and docker else "degraded",
         "api": "ok",
-        "controller": {"alive": alive, "heartbeatAge": None if age is None else round(age, 3),
-                       "time": beat.get("time") if isinstance(beat.get("time"), str) else None,
-                       "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None},
+        "controller": {
+            "alive": alive,
+            "heartbeatAge": None if age is None else round(age, 3),
+            "time": beat.get("time") if isinstance(beat.get("time"), str) else None,
+            "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        },
         "docker": docker,
         "phases": phases,
         "jobs": len(snap.names),

@@ -35,45 +35,77 @@ spec:
   args: [--config, /data/configs/ppo.yaml, --job_id, ppo-seed-42]
   env: {SEED: "42"}
 """
-_EXAMPLE_JSON = {"apiVersion": "opeva/v1", "kind": "Job",
-                 "metadata": {"name": "ppo-seed-42", "labels": {"experiment": "citylearn"}},
-                 "spec": {"image": "calof/opeva_simulator:latest", "env": {"SEED": "42"}}}
-SPEC_BODY = {"requestBody": {"required": True, "description": "A job spec (apiVersion opeva/v1, kind Job), as YAML or "
-                             "JSON, validated exactly as a spec file dropped into the specs folder.",
-                             "content": {
-                                 "application/json": {"schema": {"$ref": "#/components/schemas/JobManifest"},
-                                                      "example": _EXAMPLE_JSON},
-                                 "application/yaml": {"schema": {"$ref": "#/components/schemas/JobManifest"},
-                                                      "example": _EXAMPLE_YAML}}}}
+_EXAMPLE_JSON = {
+    "apiVersion": "opeva/v1",
+    "kind": "Job",
+    "metadata": {"name": "ppo-seed-42", "labels": {"experiment": "citylearn"}},
+    "spec": {"image": "calof/opeva_simulator:latest", "env": {"SEED": "42"}},
+}
+SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A job spec (apiVersion opeva/v1, kind Job), as YAML or "
+        "JSON, validated exactly as a spec file dropped into the specs folder.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/JobManifest"}, "example": _EXAMPLE_JSON},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/JobManifest"}, "example": _EXAMPLE_YAML},
+        },
+    }
+}
 MAX_PAGE = 1000
 
 
 def write_result(outcome: WriteOutcome) -> dict[str, Any]:
     m = outcome.manifest
-    return {"name": outcome.name, "action": outcome.action, "specFile": outcome.spec_file,
-            "generation": m.generation if m else None, "suspend": m.spec.suspend if m else None,
-            "runId": m.spec.runId if m else None, "message": outcome.message}
+    return {
+        "name": outcome.name,
+        "action": outcome.action,
+        "specFile": outcome.spec_file,
+        "generation": m.generation if m else None,
+        "suspend": m.spec.suspend if m else None,
+        "runId": m.spec.runId if m else None,
+        "message": outcome.message,
+    }
 
 
 # ---- list ------------------------------------------------------------------------------------------------------
-@router.get("/jobs", response_model=list[JobListItem], summary="List jobs (filters, pagination)",
-            response_description="Jobs sorted by name. `X-Total-Count` holds the number of matching jobs; "
-                                 "`X-Continue` (when present) is the `continue` value that fetches the next page.",
-            responses={200: {"headers": {
+@router.get(
+    "/jobs",
+    response_model=list[JobListItem],
+    summary="List jobs (filters, pagination)",
+    response_description="Jobs sorted by name. `X-Total-Count` holds the number of matching jobs; "
+    "`X-Continue` (when present) is the `continue` value that fetches the next page.",
+    responses={
+        200: {
+            "headers": {
                 "X-Total-Count": {"schema": {"type": "integer"}, "description": "Matching jobs, all pages."},
-                "X-Continue": {"schema": {"type": "string"}, "description": "Token for the next page."}}}})
+                "X-Continue": {"schema": {"type": "string"}, "description": "Token for the next page."},
+            }
+        }
+    },
+)
 def list_jobs(
     ctx: Ctx,
     request: Request,
-    phase: Annotated[list[str] | None, Query(description="Keep jobs in these phases (Pending, Running, Succeeded, "
-                                                         "Failed, Stopped, or the seed's words). Repeatable.")] = None,
-    label: Annotated[list[str] | None, Query(description="Label requirement `key=value` or `key` (present). "
-                                                         "Repeatable, comma-separated; all must hold.")] = None,
-    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE, description="Page size; without it, all jobs "
-                                                                      "(the seed's behaviour).")] = None,
-    continue_: Annotated[str | None, Query(alias="continue", max_length=63, description="Return jobs after this "
-                                                                                        "name (from X-Continue).")]
-    = None,
+    phase: Annotated[
+        list[str] | None,
+        Query(
+            description="Keep jobs in these phases (Pending, Running, Succeeded, "
+            "Failed, Stopped, or the seed's words). Repeatable."
+        ),
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        Query(
+            description="Label requirement `key=value` or `key` (present). Repeatable, comma-separated; all must hold."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_PAGE, description="Page size; without it, all jobs (the seed's behaviour).")
+    ] = None,
+    continue_: Annotated[
+        str | None, Query(alias="continue", max_length=63, description="Return jobs after this name (from X-Continue).")
+    ] = None,
 ) -> JSONResponse:
     phases: set[str] | None = None
     if phase:
@@ -81,8 +113,11 @@ def list_jobs(
         for raw in (p for value in phase for p in value.split(",") if p.strip()):
             norm = normalize_phase(raw)
             if norm is None:
-                raise ApiError(422, f"phase {raw!r} is not one of Pending, Running, Succeeded, Failed, Stopped "
-                                    "(or queued, running, finished, failed, stopped)")
+                raise ApiError(
+                    422,
+                    f"phase {raw!r} is not one of Pending, Running, Succeeded, Failed, Stopped "
+                    "(or queued, running, finished, failed, stopped)",
+                )
             phases.add(norm)
     try:
         selector = parse_label_selector(label or [])
@@ -104,8 +139,13 @@ def _job_info(ctx: ApiContext, name: str) -> dict[str, Any]:
 
 
 # ---- create / apply --------------------------------------------------------------------------------------------
-@router.post("/jobs", response_model=WriteResult, status_code=201, summary="Create a job (409 if it exists)",
-             openapi_extra=SPEC_BODY)
+@router.post(
+    "/jobs",
+    response_model=WriteResult,
+    status_code=201,
+    summary="Create a job (409 if it exists)",
+    openapi_extra=SPEC_BODY,
+)
 async def create_job(ctx: Ctx, request: Request) -> JSONResponse:
     body = await request.body()
     fmt = body_format(request.headers.get("content-type"), body)
@@ -114,10 +154,14 @@ async def create_job(ctx: Ctx, request: Request) -> JSONResponse:
     return JSONResponse(write_result(outcome), status_code=201)
 
 
-@router.put("/jobs/{name}", response_model=WriteResult, summary="Apply a job: create or update (idempotent)",
-            responses={201: {"model": WriteResult, "description": "Created: a new spec file."}},
-            response_description="Updated, or unchanged when the spec is identical to the file's.",
-            openapi_extra=SPEC_BODY)
+@router.put(
+    "/jobs/{name}",
+    response_model=WriteResult,
+    summary="Apply a job: create or update (idempotent)",
+    responses={201: {"model": WriteResult, "description": "Created: a new spec file."}},
+    response_description="Updated, or unchanged when the spec is identical to the file's.",
+    openapi_extra=SPEC_BODY,
+)
 async def apply_job(name: JobName, ctx: Ctx, request: Request) -> JSONResponse:
     body = await request.body()
     fmt = body_format(request.headers.get("content-type"), body)
@@ -146,30 +190,41 @@ def get_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
     manifest = found.loaded.manifest if found else None
     doc = manifest.to_document() if manifest else None
     labels = manifest.metadata.labels if manifest else (status or {}).get("labels") or {}
-    return {"apiVersion": "opeva/v1", "kind": "Job",
-            "metadata": {"name": name, "labels": {str(k): str(v) for k, v in dict(labels).items()}},
-            "spec": doc["spec"] if doc else None,
-            "specFile": found.rel if found else (status or {}).get("specFile"),
-            "specError": found.loaded.error if found else None,
-            "status": status}
+    return {
+        "apiVersion": "opeva/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {str(k): str(v) for k, v in dict(labels).items()}},
+        "spec": doc["spec"] if doc else None,
+        "specFile": found.rel if found else (status or {}).get("specFile"),
+        "specError": found.loaded.error if found else None,
+        "status": status,
+    }
 
 
 @router.get("/jobs/{name}/events", response_model=list[Event], summary="A job's events, oldest first")
-def get_events(name: JobName, ctx: Ctx,
-               limit: Annotated[int | None, Query(ge=1, le=100000, description="Only the last N events.")] = None
-               ) -> list[dict[str, Any]]:
+def get_events(
+    name: JobName,
+    ctx: Ctx,
+    limit: Annotated[int | None, Query(ge=1, le=100000, description="Only the last N events.")] = None,
+) -> list[dict[str, Any]]:
     ctx.require_job(name)
     return [e for e in ctx.store.read_events(name, limit) if isinstance(e, dict)]
 
 
-@router.get("/jobs/{name}/progress", summary="The job's progress/progress.json",
-            response_description="Whatever JSON the job wrote, e.g. {\"percent\": 45, \"stage\": \"training\"}.")
+@router.get(
+    "/jobs/{name}/progress",
+    summary="The job's progress/progress.json",
+    response_description='Whatever JSON the job wrote, e.g. {"percent": 45, "stage": "training"}.',
+)
 def get_progress(name: JobName, ctx: Ctx) -> Any:
     return _job_json(ctx, name, "progress", "progress.json", "has not reported progress yet")
 
 
-@router.get("/jobs/{name}/result", summary="The job's results/result.json",
-            response_description="Whatever JSON the job wrote as its result.")
+@router.get(
+    "/jobs/{name}/result",
+    summary="The job's results/result.json",
+    response_description="Whatever JSON the job wrote as its result.",
+)
 def get_result(name: JobName, ctx: Ctx) -> Any:
     return _job_json(ctx, name, "results", "result.json", "has no result yet")
 
@@ -183,9 +238,13 @@ def _job_json(ctx: ApiContext, name: str, folder: str, fname: str, missing: str)
 
 
 # ---- delete and control ----------------------------------------------------------------------------------------
-@router.delete("/jobs/{name}", response_model=WriteResult, summary="Delete a job's spec file",
-               response_description="The spec file is gone; the controller stops a running container and keeps "
-                                     "the record (phase Stopped, reason SpecDeleted) and artifacts.")
+@router.delete(
+    "/jobs/{name}",
+    response_model=WriteResult,
+    summary="Delete a job's spec file",
+    response_description="The spec file is gone; the controller stops a running container and keeps "
+    "the record (phase Stopped, reason SpecDeleted) and artifacts.",
+)
 def delete_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
     return write_result(ctx.specs.delete(name))
 
@@ -200,8 +259,9 @@ def resume_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
     return write_result(ctx.specs.set_control(name, {"suspend": False}, "resumed"))
 
 
-@router.post("/jobs/{name}/rerun", response_model=WriteResult,
-             summary="Run again: set a new spec.runId (and spec.suspend=false)")
+@router.post(
+    "/jobs/{name}/rerun", response_model=WriteResult, summary="Run again: set a new spec.runId (and spec.suspend=false)"
+)
 def rerun_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
     return write_result(ctx.specs.set_control(name, {"runId": new_run_id(), "suspend": False}, "rerun"))
 

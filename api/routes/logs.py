@@ -50,45 +50,71 @@ def whole_log(ctx: ApiContext, name: str, which: str = "log") -> StreamingRespon
     if f is None:
         return StreamingResponse(iter(()), media_type=TEXT, headers={"X-Next-Offset": "0", "Content-Length": "0"})
     start, end = log_window(f, None, None)
-    return StreamingResponse(stream_range(f, start, end), media_type=TEXT,
-                             headers={"X-Next-Offset": str(end), "Content-Length": str(end - start)})
+    return StreamingResponse(
+        stream_range(f, start, end),
+        media_type=TEXT,
+        headers={"X-Next-Offset": str(end), "Content-Length": str(end - start)},
+    )
 
 
 @router.get(
-    "/jobs/{name}/logs", response_class=PlainTextResponse, summary="A job's log (range, tail, follow)",
+    "/jobs/{name}/logs",
+    response_class=PlainTextResponse,
+    summary="A job's log (range, tail, follow)",
     response_description="The log bytes as text. `X-Next-Offset` is the offset to ask for next time "
-                         "(absent with follow=true, whose stream ends when the job is finished and the file drained).",
-    responses={200: {"headers": {
-        "X-Next-Offset": {"schema": {"type": "integer"}, "description": "Byte offset just after what was sent."},
-        "X-Start-Offset": {"schema": {"type": "integer"}, "description": "Byte offset of the first byte sent."}},
-        "content": {"text/plain": {"example": "epoch 1 reward 0.31\nepoch 2 reward 0.45\n"}}}},
+    "(absent with follow=true, whose stream ends when the job is finished and the file drained).",
+    responses={
+        200: {
+            "headers": {
+                "X-Next-Offset": {
+                    "schema": {"type": "integer"},
+                    "description": "Byte offset just after what was sent.",
+                },
+                "X-Start-Offset": {"schema": {"type": "integer"}, "description": "Byte offset of the first byte sent."},
+            },
+            "content": {"text/plain": {"example": "epoch 1 reward 0.31\nepoch 2 reward 0.45\n"}},
+        }
+    },
 )
 def get_logs(
     name: JobName,
     ctx: Ctx,
     tail: Annotated[int | None, Query(ge=0, le=10_000_000, description="Only the last N lines.")] = None,
     offset: Annotated[int | None, Query(ge=0, description="Start at this byte offset (from X-Next-Offset).")] = None,
-    follow_: Annotated[bool, Query(alias="follow", description="Keep streaming new lines until the job is finished "
-                                                               "(Succeeded, Failed or Stopped).")] = False,
-    file: Annotated[Literal["log", "stdout"], Query(description="`log`: logs/NAME.log (default). `stdout`: "
-                                                                "logs/NAME.stdout.log, the captured output of a job "
-                                                                "with logCapture: false.")] = "log",
+    follow_: Annotated[
+        bool,
+        Query(
+            alias="follow",
+            description="Keep streaming new lines until the job is finished (Succeeded, Failed or Stopped).",
+        ),
+    ] = False,
+    file: Annotated[
+        Literal["log", "stdout"],
+        Query(
+            description="`log`: logs/NAME.log (default). `stdout`: "
+            "logs/NAME.stdout.log, the captured output of a job "
+            "with logCapture: false."
+        ),
+    ] = "log",
 ) -> StreamingResponse:
     ctx.require_job(name)
     f = log_file(ctx, name, file)
     if f is None:
         start, end = 0, 0
         if offset:
-            raise ApiError(416, f"offset {offset} is past the end of the log (0 bytes; no log yet)",
-                           headers={"X-Next-Offset": "0"})
+            raise ApiError(
+                416, f"offset {offset} is past the end of the log (0 bytes; no log yet)", headers={"X-Next-Offset": "0"}
+            )
     else:
         start, end = log_window(f, offset, tail)
     if follow_:
         if f is not None:
             f.close()
-        return StreamingResponse(follow(lambda: log_file(ctx, name, file), start, job_finished(ctx, name)),
-                                 media_type=TEXT, headers={"X-Start-Offset": str(start), "Cache-Control": "no-cache",
-                                                           "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            follow(lambda: log_file(ctx, name, file), start, job_finished(ctx, name)),
+            media_type=TEXT,
+            headers={"X-Start-Offset": str(start), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     headers = {"X-Next-Offset": str(end), "X-Start-Offset": str(start), "Content-Length": str(end - start)}
     if f is None:
         return StreamingResponse(iter(()), media_type=TEXT, headers=headers)

@@ -105,8 +105,12 @@ async def run_simulation(req: RunSimulationRequest, ctx: Ctx) -> dict[str, Any]:
     env = _env(dict(req.model_extra or {}))
     image = req.image if req.image is not None else f"{SEED_IMAGE}:{req.image_tag or 'latest'}"
     name = seed_name(req.job_name)
-    spec: dict[str, Any] = {"image": image, "args": ["--config", f"/data/{config}", "--job_id", name],
-                            "configFile": config, "logCapture": False}
+    spec: dict[str, Any] = {
+        "image": image,
+        "args": ["--config", f"/data/{config}", "--job_id", name],
+        "configFile": config,
+        "logCapture": False,
+    }
     if env:
         spec["env"] = env
     mlflow = _mlflow_from_config(ctx.store.root / config)
@@ -116,8 +120,15 @@ async def run_simulation(req: RunSimulationRequest, ctx: Ctx) -> dict[str, Any]:
     doc = {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name, "labels": labels}, "spec": spec}
     text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=4096).encode()
     outcome = await run_in_threadpool(ctx.specs.apply, name, text, "yaml", create_only=True)
-    return {"job_id": name, "job_name": name, "status": SEED_STATUS["Pending"], "phase": "Pending",
-            "container_id": None, "host": req.target_host or "local", "spec_file": outcome.spec_file}
+    return {
+        "job_id": name,
+        "job_name": name,
+        "status": SEED_STATUS["Pending"],
+        "phase": "Pending",
+        "container_id": None,
+        "host": req.target_host or "local",
+        "spec_file": outcome.spec_file,
+    }
 
 
 @router.get("/status/{job_id}", response_model=SeedStatus, summary="A job's status in the seed's words")
@@ -125,30 +136,50 @@ def seed_status(job_id: JobId, ctx: Ctx) -> dict[str, Any]:
     status = ctx.store.read_status(job_id)
     if status is None:
         ctx.require_job(job_id)  # a spec the controller has not picked up yet is queued
-        return {"job_id": job_id, "status": SEED_STATUS["Pending"], "phase": "Pending", "reason": None,
-                "message": "waiting for the controller to pick up the spec"}
-    return {"job_id": job_id, "status": SEED_STATUS.get(status.phase, status.phase.lower()), "phase": status.phase,
-            "reason": status.reason, "message": status.message}
+        return {
+            "job_id": job_id,
+            "status": SEED_STATUS["Pending"],
+            "phase": "Pending",
+            "reason": None,
+            "message": "waiting for the controller to pick up the spec",
+        }
+    return {
+        "job_id": job_id,
+        "status": SEED_STATUS.get(status.phase, status.phase.lower()),
+        "phase": status.phase,
+        "reason": status.reason,
+        "message": status.message,
+    }
 
 
-@router.get("/result/{job_id}", summary="A job's result (seed)",
-            response_description="result.json, or {\"status\": \"pending\", \"message\": \"Result not ready yet.\"}")
+@router.get(
+    "/result/{job_id}",
+    summary="A job's result (seed)",
+    response_description='result.json, or {"status": "pending", "message": "Result not ready yet."}',
+)
 def seed_result(job_id: JobId, ctx: Ctx) -> Any:
     ctx.require_job(job_id)
     found, value = read_json_file(ctx.store.job_dir(job_id) / "results" / "result.json", ctx.store.root)
     return value if found else {"status": "pending", "message": "Result not ready yet."}
 
 
-@router.get("/progress/{job_id}", summary="A job's progress (seed)",
-            response_description="progress.json, or {\"progress\": \"No updates yet.\"}")
+@router.get(
+    "/progress/{job_id}",
+    summary="A job's progress (seed)",
+    response_description='progress.json, or {"progress": "No updates yet."}',
+)
 def seed_progress(job_id: JobId, ctx: Ctx) -> Any:
     ctx.require_job(job_id)
     found, value = read_json_file(ctx.store.progress_path(job_id), ctx.store.root)
     return value if found else {"progress": "No updates yet."}
 
 
-@router.get("/logs/{job_id}", response_class=PlainTextResponse, summary="A job's whole log file (seed)",
-            responses={200: {"content": {"text/plain": {"example": "epoch 1 reward 0.31\n"}}}})
+@router.get(
+    "/logs/{job_id}",
+    response_class=PlainTextResponse,
+    summary="A job's whole log file (seed)",
+    responses={200: {"content": {"text/plain": {"example": "epoch 1 reward 0.31\n"}}}},
+)
 def seed_logs(job_id: JobId, ctx: Ctx) -> StreamingResponse:
     ctx.require_job(job_id)
     return whole_log(ctx, job_id)
@@ -161,14 +192,18 @@ def seed_stop(job_id: JobId, ctx: Ctx) -> dict[str, Any]:
     return {"job_id": job_id, "message": message, "action": outcome.action}
 
 
-@router.get("/job-info/{job_id}", summary="A job's job_info.json (seed)",
-            response_description="Image, container name and id, labels, MLflow ids and run URL, timestamps.")
+@router.get(
+    "/job-info/{job_id}",
+    summary="A job's job_info.json (seed)",
+    response_description="Image, container name and id, labels, MLflow ids and run URL, timestamps.",
+)
 def seed_job_info(job_id: JobId, ctx: Ctx) -> dict[str, Any]:
     # job_info.json is written by the controller, not by the job, so it is read like status.json
     info = read_json(ctx.store.job_dir(job_id) / "job_info.json")
     if not isinstance(info, dict):
         if ctx.job_known(job_id):
-            raise ApiError(404, f"job {job_id!r} has no job_info.json yet (the controller writes it when it starts "
-                                "the job)")
+            raise ApiError(
+                404, f"job {job_id!r} has no job_info.json yet (the controller writes it when it starts the job)"
+            )
         raise not_found(job_id)
     return info

@@ -6,9 +6,10 @@ through `Runtime`. A Swarm runtime can sit beside the Docker one by implementing
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Iterator, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
 LABEL_JOB = "opeva.job"
 LABEL_GENERATION = "opeva.generation"
@@ -132,11 +133,11 @@ def parse_engine_time(value: str | None) -> datetime | None:
         value = f"{head}.{frac}"
     if "+" in value[10:]:
         value = value[: 10 + value[10:].index("+")]
-    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def timestamp_ns(value: str) -> int:
     """Exact nanoseconds since the epoch from a Docker log timestamp, for cursor comparisons."""
     head, _, frac = value.rstrip("Z").partition(".")
-    base = datetime.fromisoformat(head).replace(tzinfo=timezone.utc)
+    base = datetime.fromisoformat(head).replace(tzinfo=UTC)
     return int(base.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)

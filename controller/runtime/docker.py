@@ -4,8 +4,9 @@ start-up host-path check in hostpaths.py reads the engine's view of our own cont
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import docker
 import requests
@@ -40,8 +41,15 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
     labels = (attrs.get("Config") or {}).get("Labels") or attrs.get("Labels") or {}
     state = attrs.get("State")
     name = (attrs.get("Name") or (attrs.get("Names") or ["?"])[0]).lstrip("/")
-    base = dict(id=attrs["Id"], name=name, job=labels.get(LABEL_JOB, ""), generation=labels.get(LABEL_GENERATION, ""),
-                run=labels.get(LABEL_RUN, ""), attempt=int(labels.get(LABEL_ATTEMPT, "0") or 0), labels=labels)
+    base = dict(
+        id=attrs["Id"],
+        name=name,
+        job=labels.get(LABEL_JOB, ""),
+        generation=labels.get(LABEL_GENERATION, ""),
+        run=labels.get(LABEL_RUN, ""),
+        attempt=int(labels.get(LABEL_ATTEMPT, "0") or 0),
+        labels=labels,
+    )
     if isinstance(state, dict):
         status = state.get("Status", "")
         host = attrs.get("HostConfig") or {}
@@ -49,14 +57,19 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
         cpus = nano / 1e9 if nano else (host["CpuQuota"] / period if (host.get("CpuQuota") or 0) > 0 else None)
         gpus = tuple(str(d) for r in host.get("DeviceRequests") or [] for d in r.get("DeviceIDs") or [])
         return ContainerInfo(
-            **base, state=status,
+            **base,
+            state=status,
             exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
-            oom_killed=bool(state.get("OOMKilled")), error=state.get("Error") or "",
+            oom_killed=bool(state.get("OOMKilled")),
+            error=state.get("Error") or "",
             created_at=parse_engine_time(attrs.get("Created")),
             started_at=parse_engine_time(state.get("StartedAt")),
             finished_at=parse_engine_time(state.get("FinishedAt")),
             stop_grace=(attrs.get("Config") or {}).get("StopTimeout"),
-            cpus=cpus, memory=host.get("Memory") or None, gpu_ids=gpus)
+            cpus=cpus,
+            memory=host.get("Memory") or None,
+            gpu_ids=gpus,
+        )
     return ContainerInfo(**base, state=state or "unknown")
 
 
@@ -89,7 +102,7 @@ class DockerRuntime:
             pid = int(open("/var/run/docker.pid").read().strip())
             ticks = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])
             btime = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
-            return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), timezone.utc)
+            return datetime.fromtimestamp(btime + ticks / os.sysconf("SC_CLK_TCK"), UTC)
         except (OSError, ValueError, StopIteration, IndexError):
             return None
 
@@ -124,24 +137,37 @@ class DockerRuntime:
         try:
             self._call(self._api.pull, repo, tag=tag)
         except derr.APIError as err:
-            raise ImageMissing(f"image {image} is not present locally and could not be pulled: "
-                               f"{err.explanation or err}") from err
+            raise ImageMissing(
+                f"image {image} is not present locally and could not be pulled: {err.explanation or err}"
+            ) from err
 
     def create_and_start(self, req: ContainerRequest) -> ContainerInfo:
         host_config = self._api.create_host_config(
-            mounts=[DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
-                    for m in req.mounts],
+            mounts=[
+                DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only) for m in req.mounts
+            ],
             network_mode=req.network,
             nano_cpus=int(req.cpus * 1e9) if req.cpus else None,
             mem_limit=req.memory,
             device_requests=[DeviceRequest(driver="nvidia", device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
-            if req.gpu_ids else None,
+            if req.gpu_ids
+            else None,
         )
+
         def create():
             return self._call(
-                self._api.create_container, req.image, name=req.name, command=req.command,
-                entrypoint=req.entrypoint, environment=req.env, working_dir=req.working_dir, labels=req.labels,
-                host_config=host_config, stop_timeout=req.stop_grace, detach=True)
+                self._api.create_container,
+                req.image,
+                name=req.name,
+                command=req.command,
+                entrypoint=req.entrypoint,
+                environment=req.env,
+                working_dir=req.working_dir,
+                labels=req.labels,
+                host_config=host_config,
+                stop_timeout=req.stop_grace,
+                detach=True,
+            )
 
         try:
             try:
@@ -196,8 +222,7 @@ class DockerRuntime:
     def events(self) -> Iterator[EngineEvent]:
         """Container events of our containers. Connects now (raising if the engine is away); the iterator ends or
         raises when the engine goes away."""
-        stream = self._call(self._api.events, decode=True,
-                            filters={"type": "container", "label": self._scope})
+        stream = self._call(self._api.events, decode=True, filters={"type": "container", "label": self._scope})
         return self._engine_events(stream)
 
     @staticmethod

@@ -57,14 +57,15 @@ class TrackingConfig:
     verify_tls: bool = True
 
     @classmethod
-    def from_env(cls, tracking_uri: str, env: dict[str, str] | None = None) -> "TrackingConfig":
+    def from_env(cls, tracking_uri: str, env: dict[str, str] | None = None) -> TrackingConfig:
         env = dict(os.environ if env is None else env)
         uri = tracking_uri.strip().rstrip("/")
         parts = urlsplit(uri)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise TrackingConfigError(
                 f"MLflow tracking URI {tracking_uri!r} is not an http(s) URL of an MLflow server; the controller "
-                f"talks to MLflow's REST API (start one with `mlflow server`)")
+                f"talks to MLflow's REST API (start one with `mlflow server`)"
+            )
         return cls(
             tracking_uri=uri,
             ui_url=(env.get("OPEVA_MLFLOW_UI") or uri).rstrip("/"),

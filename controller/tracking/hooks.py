@@ -69,8 +69,12 @@ class MlflowHooks:
         self.sender.start()
         self._watcher = threading.Thread(target=self._watch, name="mlflow-watcher", daemon=True)
         self._watcher.start()
-        log.info("mlflow_tracking", uri=self.config.tracking_uri, default_experiment=self.config.default_experiment,
-                 pending_attempts=n)
+        log.info(
+            "mlflow_tracking",
+            uri=self.config.tracking_uri,
+            default_experiment=self.config.default_experiment,
+            pending_attempts=n,
+        )
 
     def before_start(self, manifest: JobManifest, status: JobStatus, attempt: int, container: str) -> dict[str, str]:
         if not values.enabled(manifest):
@@ -92,18 +96,33 @@ class MlflowHooks:
                     entry.lock.release()
         self.sender.wake.set()
         if entry.run_id is None:
-            log.warning("mlflow_run_deferred", job=entry.job, attempt=attempt, error=self.sender.last_error,
-                        message="starting without MLFLOW_RUN_ID; the run is created when MLflow answers")
+            log.warning(
+                "mlflow_run_deferred",
+                job=entry.job,
+                attempt=attempt,
+                error=self.sender.last_error,
+                message="starting without MLFLOW_RUN_ID; the run is created when MLflow answers",
+            )
             return {}
-        return {"MLFLOW_TRACKING_URI": self.config.job_uri, "MLFLOW_EXPERIMENT_ID": str(entry.experiment_id),
-                "MLFLOW_RUN_ID": entry.run_id}
+        return {
+            "MLFLOW_TRACKING_URI": self.config.job_uri,
+            "MLFLOW_EXPERIMENT_ID": str(entry.experiment_id),
+            "MLFLOW_RUN_ID": entry.run_id,
+        }
 
     def after_finish(self, status: JobStatus, record: AttemptRecord) -> None:
-        entry = self.outbox.find_open(status.name, run_key(record.generation, record.runId), record.attempt,
-                                      record.containerName)
+        entry = self.outbox.find_open(
+            status.name, run_key(record.generation, record.runId), record.attempt, record.containerName
+        )
         if entry is not None:
-            self._close_entry(entry, values.record_status(record), record.outcome, record.reason, record.exitCode,
-                              record.finishedAt.timestamp() if record.finishedAt else None)
+            self._close_entry(
+                entry,
+                values.record_status(record),
+                record.outcome,
+                record.reason,
+                record.exitCode,
+                record.finishedAt.timestamp() if record.finishedAt else None,
+            )
 
     def close(self) -> None:
         self._stop.set()
@@ -114,9 +133,17 @@ class MlflowHooks:
     # ---- opening ----------------------------------------------------------------------------------------------
     def _new_entry(self, m: JobManifest, status: JobStatus, attempt: int, container: str, key: str) -> Entry:
         tags = {k: v for k, v in m.metadata.labels.items()}
-        tags.update({"opeva.instance": self.instance, "opeva.job": m.name, "opeva.attempt": str(attempt),
-                     "opeva.generation": m.generation, "opeva.runKey": key, "opeva.container": container,
-                     "opeva.image": m.spec.image})
+        tags.update(
+            {
+                "opeva.instance": self.instance,
+                "opeva.job": m.name,
+                "opeva.attempt": str(attempt),
+                "opeva.generation": m.generation,
+                "opeva.runKey": key,
+                "opeva.container": container,
+                "opeva.image": m.spec.image,
+            }
+        )
         if m.spec.runId:
             tags["opeva.runId"] = m.spec.runId
         if status.specFile:
@@ -126,12 +153,20 @@ class MlflowHooks:
             tags["mlflow.source.git.commit"] = commit
         logs = {p.name: _size(p) for p in (self.store.log_path(m.name, True), self.store.log_path(m.name, False))}
         entry = Entry(
-            id=new_entry_id(m.name, key, attempt), job=m.name, attempt=attempt, generation=m.generation,
-            run_key=key, spec_run_id=m.spec.runId, container=container,
+            id=new_entry_id(m.name, key, attempt),
+            job=m.name,
+            attempt=attempt,
+            generation=m.generation,
+            run_key=key,
+            spec_run_id=m.spec.runId,
+            container=container,
             experiment=values.experiment_name(m, self.config.default_experiment),
-            run_name=values.run_name(m, attempt), tags={values.safe_key(k): v[:8000] for k, v in tags.items()},
-            created_ms=now_ms(), prior_records=sum(1 for h in status.history if h.containerName == container),
-            log_offsets=logs)
+            run_name=values.run_name(m, attempt),
+            tags={values.safe_key(k): v[:8000] for k, v in tags.items()},
+            created_ms=now_ms(),
+            prior_records=sum(1 for h in status.history if h.containerName == container),
+            log_offsets=logs,
+        )
         self.outbox.add(entry)
         params = [param(k, v) for k, v in values.spec_params(m).items()]
         for batch in chunks(params, MAX_BATCH_PARAMS):
@@ -145,8 +180,12 @@ class MlflowHooks:
         commit = None
         if shutil.which("git"):
             try:
-                out = subprocess.run(["git", "-C", str(self.store.specs_dir), "rev-parse", "HEAD"],
-                                     capture_output=True, text=True, timeout=2)
+                out = subprocess.run(
+                    ["git", "-C", str(self.store.specs_dir), "rev-parse", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    timeout=2,
+                )
                 if out.returncode == 0 and len(out.stdout.strip()) >= 40:
                     commit = out.stdout.strip()
             except (OSError, subprocess.SubprocessError):
@@ -159,8 +198,11 @@ class MlflowHooks:
         last_sweep = time.monotonic()
         while not self._stop.wait(1.0):
             try:
-                interval = self.config.mirror_seconds if self.sender.reachable else max(
-                    self.config.mirror_seconds, SLOW_MIRROR_SECONDS)
+                interval = (
+                    self.config.mirror_seconds
+                    if self.sender.reachable
+                    else max(self.config.mirror_seconds, SLOW_MIRROR_SECONDS)
+                )
                 now = time.monotonic()
                 for entry in self.outbox.entries():
                     if not entry.closing and now - self._mirrored_at.get(entry.id, 0.0) >= interval:
@@ -209,8 +251,14 @@ class MlflowHooks:
             verdict = self._verdict(entry, st)
             if verdict is not None:
                 status, outcome, reason, exit_code, finished = verdict
-                log.info("mlflow_close_recovered", job=entry.job, attempt=entry.attempt, status=status,
-                         outcome=outcome, reason=reason)
+                log.info(
+                    "mlflow_close_recovered",
+                    job=entry.job,
+                    attempt=entry.attempt,
+                    status=status,
+                    outcome=outcome,
+                    reason=reason,
+                )
                 self._close_entry(entry, status, outcome, reason, exit_code, finished)
 
     def _verdict(self, entry: Entry, st: JobStatus | None):
@@ -221,8 +269,13 @@ class MlflowHooks:
         records = [h for h in st.history if h.containerName == entry.container]
         if len(records) > entry.prior_records:
             r = records[-1]
-            return (values.record_status(r), r.outcome, r.reason, r.exitCode,
-                    r.finishedAt.timestamp() if r.finishedAt else None)
+            return (
+                values.record_status(r),
+                r.outcome,
+                r.reason,
+                r.exitCode,
+                r.finishedAt.timestamp() if r.finishedAt else None,
+            )
         if st.containerName == entry.container and st.phase in LIVE_PHASES:
             return None
         try:
@@ -236,8 +289,9 @@ class MlflowHooks:
         return ("KILLED", "Stopped", st.reason or "NotStarted", None, None)
 
     # ---- closing ----------------------------------------------------------------------------------------------
-    def _close_entry(self, entry: Entry, status: str, outcome: str, reason: str | None, exit_code: int | None,
-                     finished: float | None) -> None:
+    def _close_entry(
+        self, entry: Entry, status: str, outcome: str, reason: str | None, exit_code: int | None, finished: float | None
+    ) -> None:
         with self._lock:
             if entry.closing or self.outbox.get(entry.id) is None:
                 return
@@ -256,11 +310,20 @@ class MlflowHooks:
                 path = self.store.job_dir(entry.job) / "logs" / name
                 end = _size(path)
                 if end > start:
-                    artifacts.append({"file": str(path), "start": start, "end": end, "artifact_path": "logs",
-                                      "name": name})
-            entry.close = {"status": status, "outcome": outcome, "reason": reason, "exitCode": exit_code,
-                           "end_ms": int(finished * 1000) if finished else ts, "metrics": metrics, "tags": tags,
-                           "artifacts": artifacts, "done": []}
+                    artifacts.append(
+                        {"file": str(path), "start": start, "end": end, "artifact_path": "logs", "name": name}
+                    )
+            entry.close = {
+                "status": status,
+                "outcome": outcome,
+                "reason": reason,
+                "exitCode": exit_code,
+                "end_ms": int(finished * 1000) if finished else ts,
+                "metrics": metrics,
+                "tags": tags,
+                "artifacts": artifacts,
+                "done": [],
+            }
             self.outbox.save(entry)
         log.info("mlflow_run_closing", job=entry.job, attempt=entry.attempt, run_id=entry.run_id, status=status)
         self.sender.wake.set()
@@ -294,12 +357,18 @@ class MlflowHooks:
         """Put the attempt's run into job_info.json, unless a later attempt of the job already has its own."""
         if any(e.job == entry.job and e.created_ms > entry.created_ms for e in self.outbox.entries()):
             return
-        self._write_info(entry.job, {
-            "mlflow_run_id": entry.run_id, "mlflow_experiment_id": entry.experiment_id,
-            "mlflow_experiment": entry.experiment, "mlflow_run_url": self.config.run_url(entry.experiment_id,
-                                                                                         entry.run_id),
-            "mlflow_tracking_uri": self.config.tracking_uri, "mlflow_attempt": entry.attempt,
-            "mlflow_run_status": entry.close["status"] if entry.close else "RUNNING"})
+        self._write_info(
+            entry.job,
+            {
+                "mlflow_run_id": entry.run_id,
+                "mlflow_experiment_id": entry.experiment_id,
+                "mlflow_experiment": entry.experiment,
+                "mlflow_run_url": self.config.run_url(entry.experiment_id, entry.run_id),
+                "mlflow_tracking_uri": self.config.tracking_uri,
+                "mlflow_attempt": entry.attempt,
+                "mlflow_run_status": entry.close["status"] if entry.close else "RUNNING",
+            },
+        )
 
     def _closed(self, entry: Entry) -> None:
         self._mirrored_at.pop(entry.id, None)

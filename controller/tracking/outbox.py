@@ -65,7 +65,7 @@ class Entry:
         return json.loads(json.dumps({f: getattr(self, f) for f in self.__dataclass_fields__ if f != "lock"}))
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "Entry":
+    def from_json(cls, doc: dict[str, Any]) -> Entry:
         known = {f for f in cls.__dataclass_fields__ if f != "lock"}
         return cls(**{k: v for k, v in doc.items() if k in known})
 

@@ -8,8 +8,9 @@ MLflow's own client retries for minutes with backoff inside one call; a call her
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -123,8 +124,10 @@ class MlflowRest:
         except requests.RequestException as err:
             raise Unavailable(f"{method} {url}: {type(err).__name__}: {err}") from None
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise Unavailable(f"{method} {url}: HTTP {resp.status_code} {resp.text[:200]}",
-                              server_error=resp.status_code >= 500 and resp.status_code not in (502, 503, 504))
+            raise Unavailable(
+                f"{method} {url}: HTTP {resp.status_code} {resp.text[:200]}",
+                server_error=resp.status_code >= 500 and resp.status_code not in (502, 503, 504),
+            )
         try:
             body = resp.json() if resp.content else {}
         except ValueError:
@@ -132,14 +135,18 @@ class MlflowRest:
         if resp.status_code >= 400:
             code = body.get("error_code") if isinstance(body, dict) else None
             message = body.get("message") if isinstance(body, dict) else None
-            raise Rejected(f"{method} {url}: HTTP {resp.status_code} {code or ''} {message or resp.text[:200]}",
-                           code=code, http_status=resp.status_code)
+            raise Rejected(
+                f"{method} {url}: HTTP {resp.status_code} {code or ''} {message or resp.text[:200]}",
+                code=code,
+                http_status=resp.status_code,
+            )
         if not isinstance(body, dict):
             raise Unavailable(f"{method} {url}: unexpected answer {resp.text[:200]!r}")
         return body
 
-    def call(self, endpoint: str, body: dict[str, Any] | None = None, *, timeout: float, get: bool = False
-             ) -> dict[str, Any]:
+    def call(
+        self, endpoint: str, body: dict[str, Any] | None = None, *, timeout: float, get: bool = False
+    ) -> dict[str, Any]:
         url = f"{self.base}{API}/{endpoint}"
         if get:
             return self._request("GET", url, timeout=timeout, params=body)
@@ -150,19 +157,27 @@ class MlflowRest:
         """The id of the experiment `name`, created when it does not exist (a concurrent create is fine)."""
         for _ in range(2):
             try:
-                exp = self.call("experiments/get-by-name", {"experiment_name": name},
-                                timeout=deadline.timeout(self.config.call_timeout), get=True)["experiment"]
+                exp = self.call(
+                    "experiments/get-by-name",
+                    {"experiment_name": name},
+                    timeout=deadline.timeout(self.config.call_timeout),
+                    get=True,
+                )["experiment"]
             except Rejected as err:
                 if err.code != "RESOURCE_DOES_NOT_EXIST":
                     raise
             else:
                 if exp.get("lifecycle_stage") == "deleted":
-                    raise Rejected(f"experiment {name!r} is deleted in MLflow; restore it or name another",
-                                   code="INVALID_STATE")
+                    raise Rejected(
+                        f"experiment {name!r} is deleted in MLflow; restore it or name another", code="INVALID_STATE"
+                    )
                 return str(exp["experiment_id"])
             try:
-                return str(self.call("experiments/create", {"name": name},
-                                     timeout=deadline.timeout(self.config.call_timeout))["experiment_id"])
+                return str(
+                    self.call("experiments/create", {"name": name}, timeout=deadline.timeout(self.config.call_timeout))[
+                        "experiment_id"
+                    ]
+                )
             except Rejected as err:
                 if err.code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -172,19 +187,35 @@ class MlflowRest:
         """RUNNING runs of the experiment carrying all these tags (the runs of one attempt), oldest first."""
         clauses = [f"tags.`{k}` = '{_quote_filter(v)}'" for k, v in sorted(tags.items())]
         clauses.append("attributes.status = 'RUNNING'")
-        body = {"experiment_ids": [experiment_id], "filter": " and ".join(clauses), "max_results": 10,
-                "run_view_type": "ACTIVE_ONLY", "order_by": ["attributes.start_time ASC"]}
+        body = {
+            "experiment_ids": [experiment_id],
+            "filter": " and ".join(clauses),
+            "max_results": 10,
+            "run_view_type": "ACTIVE_ONLY",
+            "order_by": ["attributes.start_time ASC"],
+        }
         runs = self.call("runs/search", body, timeout=deadline.timeout(self.config.call_timeout)).get("runs") or []
         return [r["info"] for r in runs]
 
-    def create_run(self, experiment_id: str, run_name: str, start_time_ms: int, tags: dict[str, str],
-                   deadline: Deadline) -> dict:
-        body = {"experiment_id": experiment_id, "run_name": run_name, "start_time": start_time_ms,
-                "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+    def create_run(
+        self, experiment_id: str, run_name: str, start_time_ms: int, tags: dict[str, str], deadline: Deadline
+    ) -> dict:
+        body = {
+            "experiment_id": experiment_id,
+            "run_name": run_name,
+            "start_time": start_time_ms,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
         return self.call("runs/create", body, timeout=deadline.timeout(self.config.call_timeout))["run"]["info"]
 
-    def log_batch(self, run_id: str, metrics: list[dict] = (), params: list[dict] = (), tags: list[dict] = (),
-                  timeout: float | None = None) -> None:
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: list[dict] = (),
+        params: list[dict] = (),
+        tags: list[dict] = (),
+        timeout: float | None = None,
+    ) -> None:
         body = {"run_id": run_id, "metrics": list(metrics), "params": list(params), "tags": list(tags)}
         self.call("runs/log-batch", body, timeout=timeout or self.config.call_timeout)
 
@@ -195,8 +226,9 @@ class MlflowRest:
         self.call("runs/update", body, timeout=timeout or self.config.call_timeout)
 
     # ---- artifacts ------------------------------------------------------------------------------------------
-    def upload(self, artifact_uri: str, artifact_path: str, name: str, source: Path, start: int = 0,
-               end: int | None = None) -> None:
+    def upload(
+        self, artifact_uri: str, artifact_path: str, name: str, source: Path, start: int = 0, end: int | None = None
+    ) -> None:
         """Put bytes [start, end) of `source` at ARTIFACT_URI/artifact_path/name (overwriting: idempotent).
 
         `mlflow-artifacts:` and http(s) artifact roots are written over HTTP with this client's timeouts; any other
@@ -208,8 +240,13 @@ class MlflowRest:
             url = f"{self._artifact_base(artifact_uri)}/{quote(artifact_path)}/{quote(name)}"
             body = FileRange(source, start, end)
             try:
-                self._request("PUT", url, timeout=(self.config.call_timeout, UPLOAD_READ_TIMEOUT), data=body,
-                              headers={"Content-Type": "application/octet-stream"})
+                self._request(
+                    "PUT",
+                    url,
+                    timeout=(self.config.call_timeout, UPLOAD_READ_TIMEOUT),
+                    data=body,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
             finally:
                 body.close()
             return
@@ -224,8 +261,9 @@ class MlflowRest:
         return f"{base}/api/2.0/mlflow-artifacts/artifacts/{parts.path.strip('/')}"
 
     @staticmethod
-    def _upload_with_mlflow(artifact_uri: str, artifact_path: str, name: str, source: Path, start: int,
-                            end: int) -> None:
+    def _upload_with_mlflow(
+        artifact_uri: str, artifact_path: str, name: str, source: Path, start: int, end: int
+    ) -> None:
         import tempfile
 
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -263,8 +301,6 @@ def tag(key: str, value: str) -> dict[str, str]:
     return {"key": safe_key(key), "value": value[:MAX_TAG_VALUE]}
 
 
-
-
 def chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 
@@ -30,8 +31,14 @@ IDENTITY_TAGS = ("opeva.instance", "opeva.job", "opeva.runKey", "opeva.attempt")
 
 
 class Sender:
-    def __init__(self, config: TrackingConfig, rest: MlflowRest, outbox: Outbox,
-                 on_run_known: Callable[[Entry], None], on_closed: Callable[[Entry], None]):
+    def __init__(
+        self,
+        config: TrackingConfig,
+        rest: MlflowRest,
+        outbox: Outbox,
+        on_run_known: Callable[[Entry], None],
+        on_closed: Callable[[Entry], None],
+    ):
         self.config = config
         self.rest = rest
         self.outbox = outbox
@@ -88,9 +95,13 @@ class Sender:
         self.retry_at = time.monotonic() + delay
         self.last_error = error
         if self.failures == 1:
-            log.warning("mlflow_unavailable", error=error, retry_in=round(delay, 1),
-                        pending=len(self.outbox.entries()),
-                        message="jobs run on; MLflow updates are kept in the outbox and sent when it is back")
+            log.warning(
+                "mlflow_unavailable",
+                error=error,
+                retry_in=round(delay, 1),
+                pending=len(self.outbox.entries()),
+                message="jobs run on; MLflow updates are kept in the outbox and sent when it is back",
+            )
         else:
             log.debug("mlflow_still_unavailable", error=error, retry_in=round(delay, 1), failures=self.failures)
 
@@ -128,8 +139,14 @@ class Sender:
             try:
                 self._guard(f"{entry.id}:run", lambda: self.ensure_run(entry, Deadline(self.config.call_timeout * 4)))
             except Rejected as err:
-                log.error("mlflow_run_rejected", job=entry.job, attempt=entry.attempt, experiment=entry.experiment,
-                          error=str(err), message="this attempt gets no MLflow run")
+                log.error(
+                    "mlflow_run_rejected",
+                    job=entry.job,
+                    attempt=entry.attempt,
+                    experiment=entry.experiment,
+                    error=str(err),
+                    message="this attempt gets no MLflow run",
+                )
                 self.outbox.remove(entry)
                 return
         while True:
@@ -152,8 +169,9 @@ class Sender:
         identity = {k: entry.tags[k] for k in IDENTITY_TAGS if k in entry.tags}
         try:
             closing = self.outbox.closing_run_ids()  # earlier runs of the same key, closed here, not yet in MLflow
-            info = next((r for r in self.rest.running_runs(exp_id, identity, deadline) if r["run_id"] not in closing),
-                        None)
+            info = next(
+                (r for r in self.rest.running_runs(exp_id, identity, deadline) if r["run_id"] not in closing), None
+            )
             found = info is not None
             if info is None:
                 info = self.rest.create_run(exp_id, entry.run_name, entry.created_ms, entry.tags, deadline)
@@ -164,8 +182,13 @@ class Sender:
         entry.run_id = info["run_id"]
         entry.artifact_uri = info.get("artifact_uri")
         self.outbox.save(entry)
-        log.info("mlflow_run_found" if found else "mlflow_run_created", job=entry.job, attempt=entry.attempt,
-                 run_id=entry.run_id, experiment_id=exp_id)
+        log.info(
+            "mlflow_run_found" if found else "mlflow_run_created",
+            job=entry.job,
+            attempt=entry.attempt,
+            run_id=entry.run_id,
+            experiment_id=exp_id,
+        )
         self.on_run_known(entry)
 
     def _send_ops(self, entry: Entry) -> None:
@@ -175,10 +198,16 @@ class Sender:
                 return
             files, body = _merge(pending)
             try:
-                self._guard(f"{entry.id}:{files[0].name}", lambda: self.rest.log_batch(entry.run_id, **body))
+                self._guard(f"{entry.id}:{files[0].name}", lambda: self.rest.log_batch(entry.run_id, **body))  # noqa: B023 (called at once)
             except Rejected as err:
-                log.warning("mlflow_op_rejected", job=entry.job, attempt=entry.attempt, run_id=entry.run_id,
-                            error=str(err), dropped=len(files))
+                log.warning(
+                    "mlflow_op_rejected",
+                    job=entry.job,
+                    attempt=entry.attempt,
+                    run_id=entry.run_id,
+                    error=str(err),
+                    dropped=len(files),
+                )
             self.outbox.done(files)
 
     def _close(self, entry: Entry) -> None:
@@ -192,8 +221,14 @@ class Sender:
             try:
                 self._guard(f"{entry.id}:{name}", fn)
             except Rejected as err:
-                log.warning("mlflow_close_step_rejected", job=entry.job, attempt=entry.attempt, step=name,
-                            run_id=entry.run_id, error=str(err))
+                log.warning(
+                    "mlflow_close_step_rejected",
+                    job=entry.job,
+                    attempt=entry.attempt,
+                    step=name,
+                    run_id=entry.run_id,
+                    error=str(err),
+                )
             done.add(name)
             close["done"] = sorted(done)
             self.outbox.save(entry)
@@ -202,14 +237,17 @@ class Sender:
         tags = close.get("tags", [])
         size = MAX_BATCH_METRICS - MAX_BATCH_TAGS  # one request holds at most 1000 values in all
         for i, batch in enumerate(chunks(metrics, size) if metrics else [[]]):
-            step(f"metrics:{i}", lambda b=batch: self.rest.log_batch(
-                entry.run_id, metrics=b, tags=tags[:MAX_BATCH_TAGS] if i == 0 else []))
+            step(
+                f"metrics:{i}",
+                lambda b=batch, first=(i == 0): self.rest.log_batch(
+                    entry.run_id, metrics=b, tags=tags[:MAX_BATCH_TAGS] if first else []
+                ),
+            )
         for i, art in enumerate(close.get("artifacts", [])):
             step(f"artifact:{i}", lambda a=art: self._upload(entry, a))
         step("terminate", lambda: self.rest.update_run(entry.run_id, close["status"], close.get("end_ms")))
         step("duplicates", lambda: self._close_duplicates(entry))
-        log.info("mlflow_run_closed", job=entry.job, attempt=entry.attempt, run_id=entry.run_id,
-                 status=close["status"])
+        log.info("mlflow_run_closed", job=entry.job, attempt=entry.attempt, run_id=entry.run_id, status=close["status"])
         self.on_closed(entry)
         self.outbox.remove(entry)
 
@@ -221,8 +259,13 @@ class Sender:
             if twin["run_id"] != entry.run_id:
                 self.rest.log_batch(twin["run_id"], tags=[{"key": "opeva.duplicateOf", "value": entry.run_id}])
                 self.rest.update_run(twin["run_id"], "KILLED", None)
-                log.info("mlflow_duplicate_run_closed", job=entry.job, attempt=entry.attempt, run_id=twin["run_id"],
-                         kept=entry.run_id)
+                log.info(
+                    "mlflow_duplicate_run_closed",
+                    job=entry.job,
+                    attempt=entry.attempt,
+                    run_id=twin["run_id"],
+                    kept=entry.run_id,
+                )
 
     def _upload(self, entry: Entry, art: dict[str, Any]) -> None:
         source = self.outbox.path(entry, art["entry_file"]) if art.get("entry_file") else Path(art["file"])
@@ -244,8 +287,11 @@ def _merge(pending: list[tuple[Path, dict[str, Any]]]) -> tuple[list[Path], dict
     """The first operation, with the metric snapshots right after it when it is one (up to MLflow's limit)."""
     path, first = pending[0]
     files = [path]
-    body = {"metrics": list(first.get("metrics", [])), "params": list(first.get("params", [])),
-            "tags": list(first.get("tags", []))}
+    body = {
+        "metrics": list(first.get("metrics", [])),
+        "params": list(first.get("params", [])),
+        "tags": list(first.get("tags", [])),
+    }
     if first.get("kind") == "metrics":
         for p, op in pending[1:]:
             more = op.get("metrics", [])

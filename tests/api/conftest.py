@@ -7,10 +7,11 @@ API reads exactly the shapes the controller writes. Tests that need a real contr
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -38,12 +39,18 @@ class Folder:
     def specs(self) -> Path:
         return self.store.specs_dir
 
-    def spec(self, name: str, image: str = "busybox", file: str | None = None, text: str | None = None,
-             **spec: Any) -> Path:
+    def spec(
+        self, name: str, image: str = "busybox", file: str | None = None, text: str | None = None, **spec: Any
+    ) -> Path:
         path = self.specs / (file or f"{name}.yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
         if text is None:
-            doc = {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name}, "spec": {"image": image, **spec}}
+            doc = {
+                "apiVersion": "opeva/v1",
+                "kind": "Job",
+                "metadata": {"name": name},
+                "spec": {"image": image, **spec},
+            }
             text = json.dumps(doc, indent=2) if path.suffix == ".json" else yaml.safe_dump(doc, sort_keys=False)
         path.write_text(text)
         return path
@@ -64,10 +71,16 @@ class Folder:
         return path
 
     def heartbeat(self, age: float = 0.0, docker: bool = True, phases: dict[str, int] | None = None) -> None:
-        t = datetime.now(timezone.utc) - timedelta(seconds=age)
-        atomic_write_json(self.store.state_dir / "heartbeat.json",
-                          {"time": t.isoformat().replace("+00:00", "Z"), "pid": 1234, "docker": docker,
-                           "phases": phases or {"Running": 1}})
+        t = datetime.now(UTC) - timedelta(seconds=age)
+        atomic_write_json(
+            self.store.state_dir / "heartbeat.json",
+            {
+                "time": t.isoformat().replace("+00:00", "Z"),
+                "pid": 1234,
+                "docker": docker,
+                "phases": phases or {"Running": 1},
+            },
+        )
 
 
 @dataclass

@@ -11,13 +11,16 @@ import tempfile
 from pathlib import Path
 
 import httpx
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
-                                               response_schema_conformance, status_code_conformance)
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from api.app import create_app
 from api.server import bound_port, start_in_thread, stop
@@ -26,8 +29,13 @@ from controller.store import DataStore
 
 FUZZ_EXAMPLES = int(os.environ.get("OPEVA_FUZZ_EXAMPLES", "25"))
 TOKEN = "fuzz-token"
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +49,8 @@ def fuzz_server(tmp_path_factory):
         statuses[name] = JobStatus(name=name, phase=phase, updatedAt=utcnow(), labels={"k": "v"})
         store.write_status(statuses[name])
         (store.specs_dir / f"{name}.yaml").write_text(
-            f"apiVersion: opeva/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec: {{image: busybox}}\n")
+            f"apiVersion: opeva/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec: {{image: busybox}}\n"
+        )
         store.ensure_job_dirs(name)
         store.log_path(name).write_text("one\ntwo\n")
         store.progress_path(name).write_text(json.dumps({"percent": 50}))
@@ -73,12 +82,12 @@ def test_served_schema_is_the_one_fuzzed(fuzz_server):
 
 
 @schema.parametrize()
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_schema(case, fuzz_server):
     # follow=true on a job that never finishes would stream forever; following is tested in test_logs.py.
-    if case.query and str(case.query.get("follow", "")).lower() in ("true", "1", "yes", "on"):
-        if case.path_parameters and case.path_parameters.get("name") not in ("a", "b0", "job-1"):
-            case.query["follow"] = "false"
-    case.call_and_validate(base_url=fuzz_server, headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS,
-                           timeout=20)
+    following = case.query and str(case.query.get("follow", "")).lower() in ("true", "1", "yes", "on")
+    if following and case.path_parameters and case.path_parameters.get("name") not in ("a", "b0", "job-1"):
+        case.query["follow"] = "false"
+    case.call_and_validate(
+        base_url=fuzz_server, headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS, timeout=20
+    )

@@ -27,8 +27,10 @@ spec:
 
 
 def yaml_spec(name: str, image: str = "busybox", **spec) -> str:
-    return yaml.safe_dump({"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name},
-                           "spec": {"image": image, **spec}}, sort_keys=False)
+    return yaml.safe_dump(
+        {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name}, "spec": {"image": image, **spec}},
+        sort_keys=False,
+    )
 
 
 # ---- apply / create ----------------------------------------------------------------------------------------------

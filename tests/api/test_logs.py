@@ -173,7 +173,9 @@ def test_follow_waits_for_the_log_file_to_appear(api):
 def test_follow_client_disconnect_does_not_hurt_the_server(api):
     api.folder.status("j1", phase="Running")
     api.folder.job_file("j1", "logs/j1.log", "x\n")
-    with httpx.Client(base_url=api.url, timeout=5) as c:
-        with c.stream("GET", "/jobs/j1/logs", params={"follow": "true"}) as r:
-            assert next(r.iter_lines()) == "x"
+    with (
+        httpx.Client(base_url=api.url, timeout=5) as c,
+        c.stream("GET", "/jobs/j1/logs", params={"follow": "true"}) as r,
+    ):
+        assert next(r.iter_lines()) == "x"
     assert api.client.get("/health").status_code == 200

@@ -14,22 +14,65 @@ from api.app import create_app
 from api.server import check_bind, start_in_thread
 
 # Every operation with a path parameter, written with {} for it.
-PATH_OPS = [("GET", "/jobs/{}"), ("PUT", "/jobs/{}"), ("DELETE", "/jobs/{}"), ("GET", "/jobs/{}/events"),
-            ("GET", "/jobs/{}/progress"), ("GET", "/jobs/{}/result"), ("GET", "/jobs/{}/logs"),
-            ("POST", "/jobs/{}/stop"), ("POST", "/jobs/{}/resume"), ("POST", "/jobs/{}/rerun"),
-            ("GET", "/status/{}"), ("GET", "/result/{}"), ("GET", "/progress/{}"), ("GET", "/logs/{}"),
-            ("POST", "/stop/{}"), ("GET", "/job-info/{}")]
-ALL_OPS = PATH_OPS + [("GET", "/jobs"), ("POST", "/jobs"), ("POST", "/run-simulation"), ("GET", "/docs"),
-                      ("GET", "/openapi.json"), ("GET", "/no-such-endpoint")]
-TRAVERSALS = ["..", "%2e%2e", "..%2F..%2Fsecret", "..%2f..%2f..%2fetc%2fpasswd", "%2e%2e%2f%2e%2e%2fsecret",
-              "%2Fetc%2Fpasswd", "..%5C..%5Csecret", "..%252F..%252Fsecret", "x%00y", "%00", "j1%2F..%2F..%2Fsecret",
-              "~root", ".secret", "-", "a" * 64, "J1", "%20j1", "j1%0A"]
-RAW_PATHS = ["/jobs/../../secret", "/jobs//etc/passwd", "/status/../../../etc/passwd", "/logs//etc/passwd",
-             "/jobs/j1/../../../secret/logs", "/job-info/..%2F..%2F..%2Fsecret"]
+PATH_OPS = [
+    ("GET", "/jobs/{}"),
+    ("PUT", "/jobs/{}"),
+    ("DELETE", "/jobs/{}"),
+    ("GET", "/jobs/{}/events"),
+    ("GET", "/jobs/{}/progress"),
+    ("GET", "/jobs/{}/result"),
+    ("GET", "/jobs/{}/logs"),
+    ("POST", "/jobs/{}/stop"),
+    ("POST", "/jobs/{}/resume"),
+    ("POST", "/jobs/{}/rerun"),
+    ("GET", "/status/{}"),
+    ("GET", "/result/{}"),
+    ("GET", "/progress/{}"),
+    ("GET", "/logs/{}"),
+    ("POST", "/stop/{}"),
+    ("GET", "/job-info/{}"),
+]
+ALL_OPS = PATH_OPS + [
+    ("GET", "/jobs"),
+    ("POST", "/jobs"),
+    ("POST", "/run-simulation"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("GET", "/no-such-endpoint"),
+]
+TRAVERSALS = [
+    "..",
+    "%2e%2e",
+    "..%2F..%2Fsecret",
+    "..%2f..%2f..%2fetc%2fpasswd",
+    "%2e%2e%2f%2e%2e%2fsecret",
+    "%2Fetc%2Fpasswd",
+    "..%5C..%5Csecret",
+    "..%252F..%252Fsecret",
+    "x%00y",
+    "%00",
+    "j1%2F..%2F..%2Fsecret",
+    "~root",
+    ".secret",
+    "-",
+    "a" * 64,
+    "J1",
+    "%20j1",
+    "j1%0A",
+]
+RAW_PATHS = [
+    "/jobs/../../secret",
+    "/jobs//etc/passwd",
+    "/status/../../../etc/passwd",
+    "/logs//etc/passwd",
+    "/jobs/j1/../../../secret/logs",
+    "/job-info/..%2F..%2F..%2Fsecret",
+]
 
 
-def raw_request(url: str, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+def raw_request(
+    url: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
     """Send `path` byte for byte: HTTP clients normalise `..`, an attacker's does not."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
@@ -61,10 +104,14 @@ def listing(tmp_path):
 def test_path_parameters_cannot_leave_the_data_folder(api, outside, method, template):
     before = listing(outside)
     for evil in TRAVERSALS:
-        body = b'{"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": "j1"}, "spec": {"image": "x"}}' \
-            if method == "PUT" else None
-        status, content, headers = raw_request(api.url, method, template.format(evil), body,
-                                               {"Content-Type": "application/json"} if body else None)
+        body = (
+            b'{"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": "j1"}, "spec": {"image": "x"}}'
+            if method == "PUT"
+            else None
+        )
+        status, content, headers = raw_request(
+            api.url, method, template.format(evil), body, {"Content-Type": "application/json"} if body else None
+        )
         assert 400 <= status < 500, (template, evil, status, content)
         assert b"TOP-SECRET" not in content
         assert headers.get("content-type", "").startswith("application/json")
@@ -97,8 +144,13 @@ def test_spec_file_recorded_outside_the_specs_folder_is_ignored(api, outside):
 # ---- authentication ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method,path", [(m, p.format("j1")) for m, p in ALL_OPS])
 def test_with_a_token_every_endpoint_but_health_needs_it(auth_api, token, method, path):
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {token}"},
-                    {"Authorization": "Bearer"}, {"Authorization": f"Bearer {token}x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Bearer {token}x"},
+    ):
         with httpx.Client(base_url=auth_api.url, timeout=10) as anon:
             r = anon.request(method, path, headers=headers)
         assert r.status_code == 401, (method, path, headers)
@@ -158,22 +210,35 @@ def test_default_cap_is_one_mebibyte(api):
     assert r.status_code == 413
 
 
-@pytest.mark.parametrize("body,ctype,words", [
-    (b"", "application/yaml", "empty"),
-    (b"apiVersion: [unclosed", "application/yaml", "cannot parse YAML"),
-    (b"{not json", "application/json", "cannot parse JSON"),
-    (b"[1, 2]", "application/json", "mapping"),
-    (b"just a string", "text/plain", "mapping"),
-    (b"\x00\x01\x02binary", "application/octet-stream", "binary"),
-    (b"\xff\xfe not utf-8", "application/yaml", "UTF-8"),
-    (b"a: 1\n---\nb: 2\n", "application/yaml", "documents"),
-    (b"apiVersion: opeva/v2\nkind: Job\nmetadata: {name: j1}\nspec: {image: x}\n", "application/yaml", "apiVersion"),
-    (b"apiVersion: opeva/v1\nkind: Job\nmetadata: {name: j1}\nspec: {}\n", "application/yaml", "spec.image"),
-    (b"apiVersion: opeva/v1\nkind: Job\nmetadata: {name: j1}\nspec: {image: x, resources: {cpus: -1}}\n",
-     "application/yaml", "spec.resources.cpus"),
-    (b"apiVersion: opeva/v1\nkind: Job\nmetadata: {name: j1, labels: {opeva.job: x}}\nspec: {image: x}\n",
-     "application/yaml", "reserved"),
-])
+@pytest.mark.parametrize(
+    "body,ctype,words",
+    [
+        (b"", "application/yaml", "empty"),
+        (b"apiVersion: [unclosed", "application/yaml", "cannot parse YAML"),
+        (b"{not json", "application/json", "cannot parse JSON"),
+        (b"[1, 2]", "application/json", "mapping"),
+        (b"just a string", "text/plain", "mapping"),
+        (b"\x00\x01\x02binary", "application/octet-stream", "binary"),
+        (b"\xff\xfe not utf-8", "application/yaml", "UTF-8"),
+        (b"a: 1\n---\nb: 2\n", "application/yaml", "documents"),
+        (
+            b"apiVersion: opeva/v2\nkind: Job\nmetadata: {name: j1}\nspec: {image: x}\n",
+            "application/yaml",
+            "apiVersion",
+        ),
+        (b"apiVersion: opeva/v1\nkind: Job\nmetadata: {name: j1}\nspec: {}\n", "application/yaml", "spec.image"),
+        (
+            b"apiVersion: opeva/v1\nkind: Job\nmetadata: {name: j1}\nspec: {image: x, resources: {cpus: -1}}\n",
+            "application/yaml",
+            "spec.resources.cpus",
+        ),
+        (
+            b"apiVersion: opeva/v1\nkind: Job\nmetadata: {name: j1, labels: {opeva.job: x}}\nspec: {image: x}\n",
+            "application/yaml",
+            "reserved",
+        ),
+    ],
+)
 def test_malformed_spec_bodies_are_4xx_with_a_reason(api, body, ctype, words):
     for method, url in (("PUT", "/jobs/j1"), ("POST", "/jobs")):
         r = api.client.request(method, url, content=body, headers={"Content-Type": ctype})

@@ -1,4 +1,4 @@
-"""The seed's endpoints keep their shapes: run-simulation, status, result, progress, logs, stop, jobs, job-info, health."""
+"""The seed's endpoints keep their shapes: run-simulation, status, result, progress, logs, stop, jobs, job-info."""
 
 from __future__ import annotations
 
@@ -18,8 +18,16 @@ def make_config(folder, rel="configs/ppo.yaml", content="experiment: {name: city
 
 def test_run_simulation_writes_a_spec_like_the_seed_ran_containers(api):
     make_config(api.folder)
-    r = api.client.post("/run-simulation", json={"config_path": "configs/ppo.yaml", "job_name": "PPO Seed #42!",
-                                                 "image_tag": "v2", "param1": "a", "seed": 42})
+    r = api.client.post(
+        "/run-simulation",
+        json={
+            "config_path": "configs/ppo.yaml",
+            "job_name": "PPO Seed #42!",
+            "image_tag": "v2",
+            "param1": "a",
+            "seed": 42,
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     name = body["job_id"]
@@ -48,8 +56,10 @@ def test_run_simulation_with_config_file_and_image(api):
 
 def test_run_simulation_twice_gives_two_jobs(api):
     make_config(api.folder)
-    ids = {api.client.post("/run-simulation", json={"config_path": "configs/ppo.yaml", "job_name": "x"}).json()["job_id"]
-           for _ in range(2)}
+    ids = {
+        api.client.post("/run-simulation", json={"config_path": "configs/ppo.yaml", "job_name": "x"}).json()["job_id"]
+        for _ in range(2)
+    }
     assert len(ids) == 2
 
 
@@ -82,8 +92,13 @@ def test_run_simulation_config_symlink_out_of_the_folder_is_refused(api, tmp_pat
 
 
 def test_status_uses_the_seed_words_beside_the_phase(api):
-    for phase, word in [("Pending", "queued"), ("Running", "running"), ("Succeeded", "finished"),
-                        ("Failed", "failed"), ("Stopped", "stopped")]:
+    for phase, word in [
+        ("Pending", "queued"),
+        ("Running", "running"),
+        ("Succeeded", "finished"),
+        ("Failed", "failed"),
+        ("Stopped", "stopped"),
+    ]:
         api.folder.status("j1", phase=phase, reason="Completed" if phase == "Succeeded" else None)
         body = api.client.get("/status/j1").json()
         assert body["job_id"] == "j1" and body["status"] == word and body["phase"] == phase

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
-
 from e2e.harness import ControllerProcess, cleanup_containers, free_port, job_name, shell_spec, wait_for
 
 pytestmark = pytest.mark.docker
@@ -61,8 +61,11 @@ def test_apply_then_follow_the_log_until_the_job_ends(opeva):
     status = wait_phase(opeva, name, "Succeeded")
     assert status["reason"] == "Completed"
     assert opeva.get(f"/status/{name}").json()["status"] == "finished"
-    wait_for(lambda: name in [j["name"] for j in opeva.get("/jobs", params={"phase": "Succeeded"}).json()], 10,
-             what="the index to list the job")
+    wait_for(
+        lambda: name in [j["name"] for j in opeva.get("/jobs", params={"phase": "Succeeded"}).json()],
+        10,
+        what="the index to list the job",
+    )
     info = opeva.get(f"/job-info/{name}").json()
     assert info["image"] == "opeva-test/busybox:latest" and info["container_name"].endswith("-1")
     assert [e["reason"] for e in opeva.get(f"/jobs/{name}/events").json()][:1] == ["Accepted"]
@@ -82,8 +85,11 @@ def test_stop_resume_and_delete_through_the_api(opeva):
     assert opeva.post(f"/stop/{name}").json()["message"] == "already stopped"
     assert opeva.post(f"/jobs/{name}/resume").json()["suspend"] is False
     wait_phase(opeva, name, "Running")
-    wait_for(lambda: opeva.get("/health").json()["phases"].get("Running", 0) >= 1, 15,
-             what="the heartbeat to count the running job")
+    wait_for(
+        lambda: opeva.get("/health").json()["phases"].get("Running", 0) >= 1,
+        15,
+        what="the heartbeat to count the running job",
+    )
     assert opeva.get("/health").json()["status"] == "ok"
     assert opeva.delete(f"/jobs/{name}").json()["action"] == "deleted"
     assert wait_phase(opeva, name, "Stopped")["reason"] == "SpecDeleted"

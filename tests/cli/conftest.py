@@ -11,12 +11,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from e2e.harness import ControllerProcess, cleanup_containers, free_port
 
 OPEVA = Path(sys.executable).parent / "opeva"
@@ -36,18 +35,26 @@ class Cli:
     env: dict[str, str] = field(default_factory=dict)
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith("OPEVA_") and k not in COLOUR_OVERRIDES}
+        base = {k: v for k, v in os.environ.items() if not k.startswith("OPEVA_") and k not in COLOUR_OVERRIDES}
         return {**base, **self.env, **(extra or {})}
 
-    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-                 timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([str(OPEVA), *args], input=input if input is not None else "", capture_output=True,
-                              text=True, env=self.environ(env), timeout=timeout, preexec_fn=_default_sigint)
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(OPEVA), *args],
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            env=self.environ(env),
+            timeout=timeout,
+            preexec_fn=_default_sigint,
+        )
 
     def popen(self, *args: str, **kwargs) -> subprocess.Popen:
-        return subprocess.Popen([str(OPEVA), *args], env=self.environ(kwargs.pop("env", None)),
-                                preexec_fn=_default_sigint, **kwargs)
+        return subprocess.Popen(
+            [str(OPEVA), *args], env=self.environ(kwargs.pop("env", None)), preexec_fn=_default_sigint, **kwargs
+        )
 
 
 @pytest.fixture
@@ -75,8 +82,7 @@ def server(docker_engine, tmp_path_factory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("cli")
     data = root / "data"
     (data / "specs").mkdir(parents=True)
-    proc = ControllerProcess(data, resync=2.0, port=free_port(), env={"OPEVA_API_TOKEN": TOKEN},
-                             program=[str(OPEVA)])
+    proc = ControllerProcess(data, resync=2.0, port=free_port(), env={"OPEVA_API_TOKEN": TOKEN}, program=[str(OPEVA)])
     proc.start()
     if proc.proc.poll() is not None:
         pytest.fail(f"opeva run exited at start:\n{proc.output()[-3000:]}")

@@ -76,8 +76,9 @@ def test_apply_reports_every_invalid_file_with_its_field_errors_and_sends_nothin
     (specs / "sub").mkdir(parents=True)
     (specs / "good.yaml").write_text(spec_text("good"))
     (specs / "typo.yaml").write_text(spec_text("typo", imagePullPolicy="Always"))
-    (specs / "sub" / "no-image.json").write_text(json.dumps(
-        {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": "Bad_Name"}, "spec": {}}))
+    (specs / "sub" / "no-image.json").write_text(
+        json.dumps({"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": "Bad_Name"}, "spec": {}})
+    )
     (specs / ".hidden.yaml").write_text("not: [a spec")  # ignored, as the controller ignores it
     # no server answers here: validation comes first, so the result cannot depend on one
     result = cli("apply", "-f", str(specs), "--server", f"http://127.0.0.1:{free_port()}")
@@ -122,11 +123,30 @@ def test_usage_errors_of_plan_exit_1_so_that_2_only_means_changes(cli: Cli, tmp_
 
 
 # ---- plan, offline, against a known state -------------------------------------------------------------------------
-def record(store: DataStore, name: str, phase: str, reason: str | None, gen: str | None, attempts: int = 1,
-           run_id: str | None = None, labels: dict | None = None) -> None:
+def record(
+    store: DataStore,
+    name: str,
+    phase: str,
+    reason: str | None,
+    gen: str | None,
+    attempts: int = 1,
+    run_id: str | None = None,
+    labels: dict | None = None,
+) -> None:
     now = utcnow()
-    store.write_status(JobStatus(name=name, phase=phase, reason=reason, observedGeneration=gen, attempts=attempts,
-                                 runId=run_id, labels=labels or {}, submittedAt=now, updatedAt=now))
+    store.write_status(
+        JobStatus(
+            name=name,
+            phase=phase,
+            reason=reason,
+            observedGeneration=gen,
+            attempts=attempts,
+            runId=run_id,
+            labels=labels or {},
+            submittedAt=now,
+            updatedAt=now,
+        )
+    )
 
 
 @pytest.fixture
@@ -178,7 +198,8 @@ def test_plan_prints_what_the_controller_would_do_exactly(cli: Cli, known_state)
         "same-done           unchanged   Succeeded (Completed)\n"
         "suspended-running   stop        suspended; stops the running attempt 1\n"
         "\n"
-        "Plan: 2 to start, 2 to rerun, 2 to stop, 3 unchanged, 1 invalid.\n")
+        "Plan: 2 to start, 2 to rerun, 2 to stop, 3 unchanged, 1 invalid.\n"
+    )
     assert result.returncode == 1, "an invalid spec fails the plan"
     assert result.stderr == ""
     again = cli("plan", str(specs), "--data", str(data))
@@ -199,22 +220,38 @@ def test_plan_exit_codes_changes_2_none_0(cli: Cli, known_state, tmp_path: Path)
     (checkout / "done.yaml").write_text(text)
     quiet = cli("plan", str(checkout), "--data", str(store.root))
     assert quiet.returncode == 0, quiet.stdout
-    assert quiet.stdout == ("NAME   ACTION      DETAIL\n"
-                            "done   unchanged   Succeeded (Completed)\n"
-                            "gone   unchanged   Failed (Error); no spec, record kept\n"
-                            "\n"
-                            "Plan: 0 to start, 0 to rerun, 0 to stop, 2 unchanged, 0 invalid.\n")
+    assert quiet.stdout == (
+        "NAME   ACTION      DETAIL\n"
+        "done   unchanged   Succeeded (Completed)\n"
+        "gone   unchanged   Failed (Error); no spec, record kept\n"
+        "\n"
+        "Plan: 0 to start, 0 to rerun, 0 to stop, 2 unchanged, 0 invalid.\n"
+    )
 
 
 def test_plan_json_is_stable(cli: Cli, known_state):
     data, specs, gen = known_state
     result = cli("plan", str(specs), "--data", str(data), "-o", "json", "-l", "nothing=here")
     # a selector that matches no labels leaves only the file that cannot be read
-    assert result.stdout == json.dumps({
-        "changes": False,
-        "items": [{"action": "invalid", "detail": "broken.yaml: spec.imagee: unknown field", "file": "broken.yaml",
-                   "name": "broken"}],
-        "summary": {"invalid": 1, "rerun": 0, "start": 0, "stop": 0, "unchanged": 0}}, indent=2) + "\n"
+    assert (
+        result.stdout
+        == json.dumps(
+            {
+                "changes": False,
+                "items": [
+                    {
+                        "action": "invalid",
+                        "detail": "broken.yaml: spec.imagee: unknown field",
+                        "file": "broken.yaml",
+                        "name": "broken",
+                    }
+                ],
+                "summary": {"invalid": 1, "rerun": 0, "start": 0, "stop": 0, "unchanged": 0},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def test_plan_writes_nothing(cli: Cli, tmp_path: Path):

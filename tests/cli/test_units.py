@@ -6,39 +6,55 @@ from pathlib import Path
 
 import pytest
 
-from controller.client.config import DEFAULT_SERVER, resolve
-from controller.client.describe import mlflow_link
-from controller.client.logs import AttemptSection, _attempt_container
-from controller.client.planning import plan_job
-from controller.client.render import human_duration, progress_text
+from cli.config import DEFAULT_SERVER, resolve
+from cli.describe import mlflow_link
+from cli.logs import AttemptSection, _attempt_container
+from cli.planning import plan_job
+from cli.render import human_duration, progress_text
 from controller.decide import Desired
 from controller.spec import parse_document
 from controller.status import JobStatus
 
 
 def manifest(name: str = "j", **spec):
-    return parse_document({"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name},
-                           "spec": {"image": "busybox", **spec}})
+    return parse_document(
+        {"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": name}, "spec": {"image": "busybox", **spec}}
+    )
 
 
 def status(phase: str, reason: str | None = None, gen: str | None = None, **kw) -> JobStatus:
     return JobStatus(name="j", phase=phase, reason=reason, observedGeneration=gen, **kw)
 
 
-@pytest.mark.parametrize("spec, st, action, detail", [
-    ({"suspend": True}, None, "stop", "new job, suspended: recorded as Stopped, not started"),
-    ({"suspend": True}, "same:Succeeded:Completed", "unchanged", "Succeeded (Completed)"),
-    ({"suspend": True}, "same:Stopped:SpecDeleted", "unchanged", "Stopped (SpecDeleted)"),
-    ({"suspend": True}, "same:Pending:BackingOff", "stop", "suspended; it will not start"),
-    ({"suspend": True}, "old:Succeeded:Completed", "stop", "new generation {gen}, suspended: recorded as Stopped, "
-                                                           "not started"),
-    ({}, "none:Failed:InvalidSpec", "start", "spec valid again; the job starts"),
-    ({}, "same:Failed:InvalidSpec", "start", "spec valid again; the job runs"),
-    ({}, "same:Stopped:SpecDeleted", "start", "spec restored; runs again as a new attempt (recorded Stopped "
-                                              "(SpecDeleted))"),
-    ({}, "old:Running:Started", "rerun", "new generation {gen} (recorded 0123456789abcdef, Running (Started)); "
-                                         "stops the running attempt 1"),
-])
+@pytest.mark.parametrize(
+    "spec, st, action, detail",
+    [
+        ({"suspend": True}, None, "stop", "new job, suspended: recorded as Stopped, not started"),
+        ({"suspend": True}, "same:Succeeded:Completed", "unchanged", "Succeeded (Completed)"),
+        ({"suspend": True}, "same:Stopped:SpecDeleted", "unchanged", "Stopped (SpecDeleted)"),
+        ({"suspend": True}, "same:Pending:BackingOff", "stop", "suspended; it will not start"),
+        (
+            {"suspend": True},
+            "old:Succeeded:Completed",
+            "stop",
+            "new generation {gen}, suspended: recorded as Stopped, not started",
+        ),
+        ({}, "none:Failed:InvalidSpec", "start", "spec valid again; the job starts"),
+        ({}, "same:Failed:InvalidSpec", "start", "spec valid again; the job runs"),
+        (
+            {},
+            "same:Stopped:SpecDeleted",
+            "start",
+            "spec restored; runs again as a new attempt (recorded Stopped (SpecDeleted))",
+        ),
+        (
+            {},
+            "old:Running:Started",
+            "rerun",
+            "new generation {gen} (recorded 0123456789abcdef, Running (Started)); stops the running attempt 1",
+        ),
+    ],
+)
 def test_plan_verdicts_follow_the_controller(spec, st, action, detail):
     m = manifest(**spec)
     recorded = None
@@ -52,38 +68,63 @@ def test_plan_verdicts_follow_the_controller(spec, st, action, detail):
 
 def test_plan_an_invalid_file_leaves_a_running_attempt_alone():
     item = plan_job(Desired("j", error="j.yaml: spec.image: Field required"), status("Running", "Started", "g"))
-    assert (item.action, item.detail) == ("invalid", "j.yaml: spec.image: Field required; the running attempt is "
-                                                     "left running")
+    assert (item.action, item.detail) == (
+        "invalid",
+        "j.yaml: spec.image: Field required; the running attempt is left running",
+    )
     assert plan_job(Desired("j"), None) is None
 
 
 def test_attempt_section_across_chunk_boundaries():
-    log = (b"===== opeva: job j attempt 1 container c-1 generation g =====\none\n"
-           b"===== opeva: job j attempt 2 container c-2 generation g =====\ntwo\ntwo-b\n"
-           b"===== opeva: job j attempt 1 container d-1 generation h =====\nnext run\n")
-    for attempt, container, expected in ((2, "c-2", [b"two\n", b"two-b\n"]), (1, "d-1", [b"next run\n"]),
-                                         (1, None, [b"one\n", b"next run\n"])):
+    log = (
+        b"===== opeva: job j attempt 1 container c-1 generation g =====\none\n"
+        b"===== opeva: job j attempt 2 container c-2 generation g =====\ntwo\ntwo-b\n"
+        b"===== opeva: job j attempt 1 container d-1 generation h =====\nnext run\n"
+    )
+    for attempt, container, expected in (
+        (2, "c-2", [b"two\n", b"two-b\n"]),
+        (1, "d-1", [b"next run\n"]),
+        (1, None, [b"one\n", b"next run\n"]),
+    ):
         section = AttemptSection("j", attempt, container)
         out = []
         for i in range(0, len(log), 7):  # chunks that cut lines and headers
-            out.extend(section.feed(log[i:i + 7]))
+            out.extend(section.feed(log[i : i + 7]))
         out.extend(section.rest())
         assert [line for line in out if not line.startswith(b"=====")] == expected
         assert section.found
 
 
 def test_attempt_container_of_the_current_run():
-    st = {"attempts": 3, "containerName": "opeva-x-j-abcd1234-3", "runHistoryStart": 1,
-          "history": [{"attempt": 1, "containerName": "opeva-x-j-old00000-1"},
-                      {"attempt": 1, "containerName": "opeva-x-j-abcd1234-1"}]}
+    st = {
+        "attempts": 3,
+        "containerName": "opeva-x-j-abcd1234-3",
+        "runHistoryStart": 1,
+        "history": [
+            {"attempt": 1, "containerName": "opeva-x-j-old00000-1"},
+            {"attempt": 1, "containerName": "opeva-x-j-abcd1234-1"},
+        ],
+    }
     assert _attempt_container(st, 1) == "opeva-x-j-abcd1234-1"
     assert _attempt_container(st, 2) == "opeva-x-j-abcd1234-2"
     assert _attempt_container({}, 1) is None
 
 
-@pytest.mark.parametrize("seconds, text", [(0, "0s"), (59.9, "59s"), (119, "119s"), (125, "2m5s"), (600, "10m"),
-                                           (3 * 3600 + 60, "3h1m"), (30 * 3600, "30h"), (3 * 86400 + 3600, "3d1h"),
-                                           (40 * 86400, "40d"), (None, "-")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0, "0s"),
+        (59.9, "59s"),
+        (119, "119s"),
+        (125, "2m5s"),
+        (600, "10m"),
+        (3 * 3600 + 60, "3h1m"),
+        (30 * 3600, "30h"),
+        (3 * 86400 + 3600, "3d1h"),
+        (40 * 86400, "40d"),
+        (None, "-"),
+    ],
+)
 def test_human_duration_like_kubectl(seconds, text):
     assert human_duration(seconds) == text
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
+from e2e.harness import containers, shell_spec, wait_for
 
 from controller.decide import container_name, run_key
 from controller.spec import parse_document
 from controller.status import JobStatus
 from controller.store import atomic_write_json
-from e2e.harness import containers, shell_spec, wait_for
 
 from .conftest import Server
 
@@ -54,8 +54,11 @@ def wait_phase(server: Server, *names: str, phase: str, timeout: float = 60) -> 
 
 def listed(server: Server, selector: str, count: int) -> None:
     """The list comes from the controller's index (updated within ~2 s): wait until it shows the jobs."""
-    wait_for(lambda: len(server.cli("get", "-l", selector, "-o", "name").stdout.split()) == count, timeout=20,
-             what=f"{count} jobs listed for {selector}")
+    wait_for(
+        lambda: len(server.cli("get", "-l", selector, "-o", "name").stdout.split()) == count,
+        timeout=20,
+        what=f"{count} jobs listed for {selector}",
+    )
 
 
 # ---- apply ------------------------------------------------------------------------------------------------------
@@ -92,8 +95,9 @@ def test_apply_from_stdin_and_a_folder_and_nothing_when_one_file_is_bad(server: 
     write(folder / "nested" / "bad.yaml", bad)
     result = cli("apply", "-f", str(folder))
     assert result.returncode == 1
-    assert f"error: {folder}/nested/bad.yaml: spec.restartPolicy: Input should be 'Never' or 'OnFailure'" \
-        in result.stderr
+    assert (
+        f"error: {folder}/nested/bad.yaml: spec.restartPolicy: Input should be 'Never' or 'OnFailure'" in result.stderr
+    )
     assert "1 invalid spec file of 2; nothing was applied" in result.stderr
     missing = cli("get", "apply-ok")
     assert missing.returncode == 1 and "job 'apply-ok' not found" in missing.stderr
@@ -122,8 +126,10 @@ def mask(value: Any) -> Any:
     return value
 
 
-OK_SCRIPT = ("echo working; echo '{\"percent\": 100, \"stage\": \"done\"}' > $OPEVA_JOB_DIR/progress/progress.json; "
-             "echo '{\"reward\": 1.5, \"episodes\": 3}' > $OPEVA_JOB_DIR/results/result.json")
+OK_SCRIPT = (
+    'echo working; echo \'{"percent": 100, "stage": "done"}\' > $OPEVA_JOB_DIR/progress/progress.json; '
+    'echo \'{"reward": 1.5, "episodes": 3}\' > $OPEVA_JOB_DIR/results/result.json'
+)
 
 
 def expected_object(server: Server, doc: dict, *, ok: bool, progress: Any) -> dict:
@@ -134,50 +140,86 @@ def expected_object(server: Server, doc: dict, *, ok: bool, progress: Any) -> di
     t = "<time>"
     if ok:
         phase, reason, message, code = "Succeeded", "Completed", None, 0
-        conditions = [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": None,
-                       "lastTransitionTime": t},
-                      {"type": "Running", "status": "False", "reason": "Completed", "message": None,
-                       "lastTransitionTime": t},
-                      {"type": "Succeeded", "status": "True", "reason": "Completed", "message": None,
-                       "lastTransitionTime": t}]
+        conditions = [
+            {"type": "Accepted", "status": "True", "reason": "Accepted", "message": None, "lastTransitionTime": t},
+            {"type": "Running", "status": "False", "reason": "Completed", "message": None, "lastTransitionTime": t},
+            {"type": "Succeeded", "status": "True", "reason": "Completed", "message": None, "lastTransitionTime": t},
+        ]
     else:
         phase, reason, message, code = "Failed", "Error", "exit code 3", 3
-        conditions = [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": None,
-                       "lastTransitionTime": t},
-                      {"type": "Running", "status": "False", "reason": "Error", "message": None,
-                       "lastTransitionTime": t},
-                      {"type": "FailureTarget", "status": "True", "reason": "Error", "message": message,
-                       "lastTransitionTime": t},
-                      {"type": "Failed", "status": "True", "reason": "Error", "message": message,
-                       "lastTransitionTime": t}]
+        conditions = [
+            {"type": "Accepted", "status": "True", "reason": "Accepted", "message": None, "lastTransitionTime": t},
+            {"type": "Running", "status": "False", "reason": "Error", "message": None, "lastTransitionTime": t},
+            {"type": "FailureTarget", "status": "True", "reason": "Error", "message": message, "lastTransitionTime": t},
+            {"type": "Failed", "status": "True", "reason": "Error", "message": message, "lastTransitionTime": t},
+        ]
     status = {
         **JobStatus(name=m.name).model_dump(mode="json"),  # fields the controller leaves at their defaults
-        "name": m.name, "phase": phase, "reason": reason, "message": message, "observedGeneration": gen,
-        "runId": None, "attempts": 1, "failures": 0 if ok else 1, "exitCode": code, "containerName": cname,
-        "containerId": "<id>", "submittedAt": t, "startedAt": t, "finishedAt": t, "updatedAt": t,
-        "activeSeconds": "<seconds>", "specFile": f"{m.name}.yaml", "labels": doc["metadata"]["labels"],
+        "name": m.name,
+        "phase": phase,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": gen,
+        "runId": None,
+        "attempts": 1,
+        "failures": 0 if ok else 1,
+        "exitCode": code,
+        "containerName": cname,
+        "containerId": "<id>",
+        "submittedAt": t,
+        "startedAt": t,
+        "finishedAt": t,
+        "updatedAt": t,
+        "activeSeconds": "<seconds>",
+        "specFile": f"{m.name}.yaml",
+        "labels": doc["metadata"]["labels"],
         "conditions": conditions,
-        "history": [{"attempt": 1, "generation": gen, "runId": None, "containerName": cname, "containerId": "<id>",
-                     "startedAt": t, "finishedAt": t, "exitCode": code, "outcome": phase, "reason": reason,
-                     "counted": not ok}],
+        "history": [
+            {
+                "attempt": 1,
+                "generation": gen,
+                "runId": None,
+                "containerName": cname,
+                "containerId": "<id>",
+                "startedAt": t,
+                "finishedAt": t,
+                "exitCode": code,
+                "outcome": phase,
+                "reason": reason,
+                "counted": not ok,
+            }
+        ],
     }
-    return {"apiVersion": "opeva/v1", "kind": "Job", "metadata": doc["metadata"], "spec": m.to_document()["spec"],
-            "specFile": f"{m.name}.yaml", "specError": None, "status": status, "progress": progress}
+    return {
+        "apiVersion": "opeva/v1",
+        "kind": "Job",
+        "metadata": doc["metadata"],
+        "spec": m.to_document()["spec"],
+        "specFile": f"{m.name}.yaml",
+        "specError": None,
+        "status": status,
+        "progress": progress,
+    }
 
 
 @pytest.fixture(scope="module")
 def stable(server: Server, tmp_path_factory) -> dict[str, dict]:
     """Two finished jobs, one succeeded with progress and a result, one failed: a state that no longer changes."""
     labels = {"suite": "stable"}
-    docs = {"stable-ok": job("stable-ok", OK_SCRIPT, labels),
-            "stable-fail": job("stable-fail", "echo failing; exit 3", labels)}
+    docs = {
+        "stable-ok": job("stable-ok", OK_SCRIPT, labels),
+        "stable-fail": job("stable-fail", "echo failing; exit 3", labels),
+    }
     apply(server, tmp_path_factory.mktemp("stable"), *docs.values())
     wait_phase(server, "stable-ok", phase="Succeeded")
     failed = server.cli("wait", "stable-fail", "--for", "Succeeded", "--timeout", "60")
     assert failed.returncode == 1, "a job that ended in another phase fails the wait"
     assert "job stable-fail is Failed (Error: exit code 3); it will not become Succeeded" in failed.stderr
-    wait_for(lambda: not containers("stable-ok") and not containers("stable-fail"), timeout=30,
-             what="finished containers removed (the records no longer change)")
+    wait_for(
+        lambda: not containers("stable-ok") and not containers("stable-fail"),
+        timeout=30,
+        what="finished containers removed (the records no longer change)",
+    )
     listed(server, "suite=stable", 2)
     return docs
 
@@ -190,10 +232,13 @@ def test_get_json_is_stable_and_exact_for_a_known_state(server: Server, stable: 
     parsed = json.loads(first.stdout)
     assert first.stdout == json.dumps(parsed, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     assert mask(parsed) == {
-        "apiVersion": "opeva/v1", "kind": "List",
-        "items": [expected_object(server, stable["stable-fail"], ok=False, progress=None),
-                  expected_object(server, stable["stable-ok"], ok=True,
-                                  progress={"percent": 100, "stage": "done"})]}
+        "apiVersion": "opeva/v1",
+        "kind": "List",
+        "items": [
+            expected_object(server, stable["stable-fail"], ok=False, progress=None),
+            expected_object(server, stable["stable-ok"], ok=True, progress={"percent": 100, "stage": "done"}),
+        ],
+    }
     one = json.loads(server.cli("get", "stable-ok", "-o", "json").stdout)
     assert one == parsed["items"][1], "a named job is the object itself"
 
@@ -221,22 +266,34 @@ def test_get_table_filters_and_other_formats(server: Server, stable: dict[str, d
     assert bad_phase.returncode == 2 and "'Done' is not a phase" in bad_phase.stderr
 
 
-def test_describe_shows_spec_status_conditions_events_progress_result_and_mlflow(server: Server,
-                                                                                stable: dict[str, dict]):
+def test_describe_shows_spec_status_conditions_events_progress_result_and_mlflow(
+    server: Server, stable: dict[str, dict]
+):
     info_path = server.data / "jobs" / "stable-ok" / "job_info.json"
     info = json.loads(info_path.read_text())
     atomic_write_json(info_path, {**info, "mlflow_run_url": "http://mlflow.example/#/experiments/1/runs/abc"})
     result = server.cli("describe", "stable-ok")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for line in ("Name:         stable-ok", "Labels:       opeva-test=", "Spec file:    stable-ok.yaml",
-                 "Image:        opeva-test/busybox:latest", "Command:      sh -c",
-                 "Restart:      Never, backoffLimit 0",
-                 f"Generation:   {parse_document(stable['stable-ok']).generation}\n", "Phase:        Succeeded",
-                 "Reason:       Completed", "Attempts:     1", "Exit code:    0", "Progress:     100% done",
-                 "Result:       episodes=3, reward=1.5",
-                 "MLflow:       http://mlflow.example/#/experiments/1/runs/abc", "Conditions:", "Attempts of this run:",
-                 "Events (last "):
+    for line in (
+        "Name:         stable-ok",
+        "Labels:       opeva-test=",
+        "Spec file:    stable-ok.yaml",
+        "Image:        opeva-test/busybox:latest",
+        "Command:      sh -c",
+        "Restart:      Never, backoffLimit 0",
+        f"Generation:   {parse_document(stable['stable-ok']).generation}\n",
+        "Phase:        Succeeded",
+        "Reason:       Completed",
+        "Attempts:     1",
+        "Exit code:    0",
+        "Progress:     100% done",
+        "Result:       episodes=3, reward=1.5",
+        "MLflow:       http://mlflow.example/#/experiments/1/runs/abc",
+        "Conditions:",
+        "Attempts of this run:",
+        "Events (last ",
+    ):
         assert line in out, line
     assert re.search(r"^  Succeeded +True +Completed", out, re.M)
     assert re.search(r"^  \S+ +Normal +Exited +container \S+ exited with code 0$", out, re.M)
@@ -263,8 +320,18 @@ def test_wait_exits_0_when_reached_3_on_timeout_1_for_unknown(server: Server, tm
 # ---- logs -------------------------------------------------------------------------------------------------------
 def test_logs_whole_tail_and_one_attempt(server: Server, tmp_path: Path):
     script = 'echo "line from attempt $OPEVA_ATTEMPT"; [ "$OPEVA_ATTEMPT" -ge 2 ] || exit 1'
-    apply(server, tmp_path, job("logs-flaky", script, {"suite": "logs"}, restartPolicy="OnFailure", backoffLimit=2,
-                                backoff={"initialSeconds": 0.2, "maxSeconds": 1}))
+    apply(
+        server,
+        tmp_path,
+        job(
+            "logs-flaky",
+            script,
+            {"suite": "logs"},
+            restartPolicy="OnFailure",
+            backoffLimit=2,
+            backoff={"initialSeconds": 0.2, "maxSeconds": 1},
+        ),
+    )
     wait_phase(server, "logs-flaky", phase="Succeeded")
     cli = server.cli
     whole = cli("logs", "logs-flaky").stdout
@@ -282,8 +349,11 @@ def test_logs_whole_tail_and_one_attempt(server: Server, tmp_path: Path):
 
 
 def test_logs_follow_ends_when_the_job_does(server: Server, tmp_path: Path):
-    apply(server, tmp_path, job("logs-follow", "for i in 1 2 3; do echo tick $i; sleep 0.5; done; echo bye",
-                                {"suite": "logs"}))
+    apply(
+        server,
+        tmp_path,
+        job("logs-follow", "for i in 1 2 3; do echo tick $i; sleep 0.5; done; echo bye", {"suite": "logs"}),
+    )
     started = time.monotonic()
     result = server.cli("logs", "logs-follow", "-f", timeout=60)
     assert result.returncode == 0, result.stderr
@@ -324,8 +394,9 @@ def test_group_commands_need_confirmation_and_refuse_without_a_terminal(server: 
     listed(server, "grp=g", 2)
     refused = cli("stop", "-l", "grp=g")
     assert refused.returncode == 1
-    assert refused.stderr == ("error: refusing to stop 2 jobs without confirmation: stdin is not a terminal; "
-                              "pass --yes to confirm\n")
+    assert refused.stderr == (
+        "error: refusing to stop 2 jobs without confirmation: stdin is not a terminal; pass --yes to confirm\n"
+    )
     items = json.loads(cli("get", "-l", "grp=g", "-o", "json").stdout)["items"]
     assert [i["spec"].get("suspend", False) for i in items] == [False, False], "nothing changed"
     stopped = cli("stop", "-l", "grp=g", "--yes")
@@ -348,15 +419,21 @@ def test_token_from_flag_env_or_config_file(server: Server, tmp_path: Path, stab
     token_file = tmp_path / "token"
     token_file.write_text(cli.env["OPEVA_API_TOKEN"] + "\n")
     config.write_text(f"server: {server.url}\ntokenFile: token\n")
-    via_config = cli("get", "stable-ok", "-o", "name",
-                     env={"OPEVA_API_TOKEN": "", "OPEVA_SERVER": "", "OPEVA_CONFIG_FILE": str(config)})
+    via_config = cli(
+        "get",
+        "stable-ok",
+        "-o",
+        "name",
+        env={"OPEVA_API_TOKEN": "", "OPEVA_SERVER": "", "OPEVA_CONFIG_FILE": str(config)},
+    )
     assert (via_config.returncode, via_config.stdout) == (0, "job/stable-ok\n"), via_config.stderr
 
 
 # ---- watch ------------------------------------------------------------------------------------------------------
 def test_watch_piped_prints_the_table_then_a_line_per_change(server: Server, tmp_path: Path):
-    watch = server.cli.popen("get", "-w", "-l", "suite=watch", "--interval", "0.3", stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    watch = server.cli.popen(
+        "get", "-w", "-l", "suite=watch", "--interval", "0.3", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         time.sleep(1)
         apply(server, tmp_path, job("watch-job", "sleep 1.5", {"suite": "watch"}))
@@ -378,8 +455,18 @@ def test_watch_piped_prints_the_table_then_a_line_per_change(server: Server, tmp
 
 def test_watch_on_a_terminal_draws_a_live_table(server: Server, stable):
     master, slave = pty.openpty()
-    proc = server.cli.popen("get", "-w", "-l", "suite=stable", "--interval", "0.3", stdin=slave, stdout=slave,
-                            stderr=slave, env={"COLUMNS": "120", "LINES": "20", "TERM": "xterm-256color"})
+    proc = server.cli.popen(
+        "get",
+        "-w",
+        "-l",
+        "suite=stable",
+        "--interval",
+        "0.3",
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={"COLUMNS": "120", "LINES": "20", "TERM": "xterm-256color"},
+    )
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 3
@@ -431,11 +518,13 @@ def test_plan_through_the_api_and_offline_print_the_same_exact_plan(server: Serv
         "plan-new       start       new job\n"
         "plan-running   stop        spec removed; stops the running attempt 1, keeps the record\n"
         "\n"
-        "Plan: 1 to start, 1 to rerun, 1 to stop, 1 unchanged, 1 invalid.\n")
+        "Plan: 1 to start, 1 to rerun, 1 to stop, 1 unchanged, 1 invalid.\n"
+    )
     via_api = server.cli("plan", str(checkout), "-l", "plan=p")
     assert (via_api.returncode, via_api.stdout) == (1, expected), via_api.stderr
-    offline = server.cli("plan", str(checkout), "-l", "plan=p", "--data", str(server.data),
-                         env={"OPEVA_SERVER": "http://127.0.0.1:9"})
+    offline = server.cli(
+        "plan", str(checkout), "-l", "plan=p", "--data", str(server.data), env={"OPEVA_SERVER": "http://127.0.0.1:9"}
+    )
     assert (offline.returncode, offline.stdout) == (1, expected), offline.stderr
 
     (checkout / "plan-broken.yaml").unlink()

@@ -25,18 +25,35 @@ def deploy_image(docker_engine) -> str:
     t1 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="opeva-build-") as ctx:
         build_context(Path(ctx))
-        proc = subprocess.run(["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-                               "--label", f"{TEST_LABEL}=build", "-t", IMAGE, ctx],
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [
+                "docker",
+                "build",
+                "--network",
+                "host",
+                "--build-arg",
+                f"BASE_IMAGE={BASE_IMAGE}",
+                "--label",
+                f"{TEST_LABEL}=build",
+                "-t",
+                IMAGE,
+                ctx,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     t2 = time.monotonic()
     if proc.returncode != 0:
         pytest.fail(f"docker build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     size, base = image_size(IMAGE), image_size(BASE_IMAGE)
-    REPORT.update({
-        "image": f"{IMAGE}: {size / 1e6:.0f} MB; base {BASE_IMAGE}: {base / 1e6:.0f} MB; "
-                 f"over the base: {(size - base) / 1e6:.0f} MB (target < {SIZE_TARGET_MB} MB)",
-        "build": f"base image {t1 - t0:.0f} s (0 when it existed), docker build {t2 - t1:.0f} s",
-    })
+    REPORT.update(
+        {
+            "image": f"{IMAGE}: {size / 1e6:.0f} MB; base {BASE_IMAGE}: {base / 1e6:.0f} MB; "
+            f"over the base: {(size - base) / 1e6:.0f} MB (target < {SIZE_TARGET_MB} MB)",
+            "build": f"base image {t1 - t0:.0f} s (0 when it existed), docker build {t2 - t1:.0f} s",
+        }
+    )
     print(f"\n[deploy] {REPORT['image']}\n[deploy] {REPORT['build']}", file=sys.__stderr__, flush=True)
     return IMAGE
 

@@ -94,13 +94,41 @@ class ControllerContainer:
         self.image, self.data, self.port = image, data, free_port()
         self.name = f"opeva-deploy-{SESSION}"
 
-    def start(self) -> "ControllerContainer":
-        sh("docker", "run", "-d", "--name", self.name, "--label", f"{TEST_LABEL}={SESSION}",
-           "--network", "host", "--group-add", str(socket_gid()),
-           "--health-interval", "2s", "--health-start-period", "60s", "--health-timeout", "5s",
-           "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", f"{self.data}:{self.data}",
-           "-e", f"OPEVA_DATA={self.data}", "-e", f"OPEVA_API_TOKEN={TOKEN}", "-e", f"OPEVA_PORT={self.port}",
-           "-e", "OPEVA_RESYNC_SECONDS=2", "-e", "OPEVA_KEEP_FINISHED_CONTAINERS=1", self.image)
+    def start(self) -> ControllerContainer:
+        sh(
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            self.name,
+            "--label",
+            f"{TEST_LABEL}={SESSION}",
+            "--network",
+            "host",
+            "--group-add",
+            str(socket_gid()),
+            "--health-interval",
+            "2s",
+            "--health-start-period",
+            "60s",
+            "--health-timeout",
+            "5s",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "-v",
+            f"{self.data}:{self.data}",
+            "-e",
+            f"OPEVA_DATA={self.data}",
+            "-e",
+            f"OPEVA_API_TOKEN={TOKEN}",
+            "-e",
+            f"OPEVA_PORT={self.port}",
+            "-e",
+            "OPEVA_RESYNC_SECONDS=2",
+            "-e",
+            "OPEVA_KEEP_FINISHED_CONTAINERS=1",
+            self.image,
+        )
         self.wait_ready()
         return self
 
@@ -109,6 +137,7 @@ class ControllerContainer:
             if self.state().get("Status") != "running":
                 raise AssertionError(f"controller container is {self.state().get('Status')}:\n{self.logs()}")
             return http(self.port, "/health")[0] == 200
+
         wait_for(ready, timeout, what="the controller container's API")
 
     def state(self) -> dict:

@@ -10,12 +10,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from e2e.harness import SESSION, TEST_LABEL, free_port, job_name, shell_spec, wait_for, wait_phase, write_spec
 from e2e.harness import containers as job_containers
 
-from .helpers import (BASE_IMAGE, OPEVA_UID, ROOT, SIZE_TARGET_MB, TOKEN, ControllerContainer, cleanup, http,
-                      image_size, make_data_folder, sh, socket_gid)
+from .helpers import (
+    BASE_IMAGE,
+    OPEVA_UID,
+    ROOT,
+    SIZE_TARGET_MB,
+    TOKEN,
+    ControllerContainer,
+    cleanup,
+    http,
+    image_size,
+    make_data_folder,
+    sh,
+    socket_gid,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -42,10 +53,20 @@ def test_image_is_lean_and_unprivileged(deploy_image):
     assert cfg["User"] == "opeva"
     assert cfg["Entrypoint"] == ["opeva", "run", "--host", "0.0.0.0"]
     assert "/health" in " ".join(cfg["Healthcheck"]["Test"])
-    probe = sh("docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", deploy_image, "-c",
-               "id -u; for t in gcc cc make; do command -v $t; done; ls /opt/opeva/bin; "
-               "python3 -c 'import pytest' 2>/dev/null && echo has-pytest; python3 -c 'import mlflow' && echo mlflow",
-               check=False)
+    probe = sh(
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        deploy_image,
+        "-c",
+        "id -u; for t in gcc cc make; do command -v $t; done; ls /opt/opeva/bin; "
+        "python3 -c 'import pytest' 2>/dev/null && echo has-pytest; python3 -c 'import mlflow' && echo mlflow",
+        check=False,
+    )
     lines = probe.stdout.split()
     assert lines[0] == str(OPEVA_UID)
     assert not [ln for ln in lines if ln.endswith(("/gcc", "/cc", "/make"))], probe.stdout  # no compilers
@@ -65,8 +86,11 @@ def test_job_runs_and_is_recorded(controller, data):
     assert f"marker-{SESSION}" in log, "the job did not see the data folder at /data (host path)"
     assert "hello-from-the-job" in log
     assert json.loads((data / "jobs" / name / "job_info.json").read_text())
-    wait_for(lambda: name in (data / "job_track.json").read_text() if (data / "job_track.json").exists() else False,
-             10, what="job_track.json")
+    wait_for(
+        lambda: name in (data / "job_track.json").read_text() if (data / "job_track.json").exists() else False,
+        10,
+        what="job_track.json",
+    )
     code, jobs = http(controller.port, "/jobs", TOKEN)
     assert code == 200 and name in json.dumps(jobs)
     # The image's HEALTHCHECK (run every 2 s here) reports healthy.
@@ -98,9 +122,31 @@ def test_split_api_container_and_controller_healthcheck(deploy_image, controller
     """docker-compose.split.yml's pieces: `opeva api` alone over the folder, the heartbeat healthcheck."""
     port = free_port()
     api = f"opeva-deploy-api-{SESSION}"
-    sh("docker", "run", "-d", "--name", api, "--label", f"{TEST_LABEL}={SESSION}", "--network", "host",
-       "--entrypoint", "opeva", "-v", f"{data}:{data}", "-e", f"OPEVA_DATA={data}", "-e", f"OPEVA_API_TOKEN={TOKEN}",
-       deploy_image, "api", "--host", "0.0.0.0", "--port", str(port))
+    sh(
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        api,
+        "--label",
+        f"{TEST_LABEL}={SESSION}",
+        "--network",
+        "host",
+        "--entrypoint",
+        "opeva",
+        "-v",
+        f"{data}:{data}",
+        "-e",
+        f"OPEVA_DATA={data}",
+        "-e",
+        f"OPEVA_API_TOKEN={TOKEN}",
+        deploy_image,
+        "api",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+    )
     try:
         wait_for(lambda: http(port, "/health")[0] == 200, 30, what="the API-only container")
         code, jobs = http(port, "/jobs", TOKEN)
@@ -118,22 +164,51 @@ def test_split_api_container_and_controller_healthcheck(deploy_image, controller
 def test_mismatched_host_path_is_refused(deploy_image):
     """The seed's `-v HOST:/data` without OPEVA_HOST_DATA: a clear error, not jobs with an empty /data."""
     data = make_data_folder()
-    base = ["docker", "run", "--rm", "--label", f"{TEST_LABEL}={SESSION}", "-v", f"{data}:/data",
-            "-e", "OPEVA_DATA=/data"]
+    base = [
+        "docker",
+        "run",
+        "--rm",
+        "--label",
+        f"{TEST_LABEL}={SESSION}",
+        "-v",
+        f"{data}:/data",
+        "-e",
+        "OPEVA_DATA=/data",
+    ]
     try:
         # From /proc/self/mountinfo (no Docker socket).
         p = sh(*base, "--network", "none", deploy_image, "--no-api", check=False, timeout=60)
         assert p.returncode != 0
         assert f"OPEVA_HOST_DATA={data}" in p.stderr, p.stderr
         # From Docker's record of the container's mounts (socket reachable): also refused, same advice.
-        p = sh(*base, "--network", "none", "--group-add", str(socket_gid()),
-               "-v", "/var/run/docker.sock:/var/run/docker.sock", deploy_image, "--no-api", check=False, timeout=60)
+        p = sh(
+            *base,
+            "--network",
+            "none",
+            "--group-add",
+            str(socket_gid()),
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            deploy_image,
+            "--no-api",
+            check=False,
+            timeout=60,
+        )
         assert p.returncode != 0
         assert f"OPEVA_HOST_DATA={data}" in p.stderr, p.stderr
         assert not (data / "jobs").exists() or not any((data / "jobs").iterdir())
         # A wrong OPEVA_HOST_DATA is refused too.
-        p = sh(*base, "-e", "OPEVA_HOST_DATA=/srv/not-there", "--network", "none", deploy_image, "--no-api",
-               check=False, timeout=60)
+        p = sh(
+            *base,
+            "-e",
+            "OPEVA_HOST_DATA=/srv/not-there",
+            "--network",
+            "none",
+            deploy_image,
+            "--no-api",
+            check=False,
+            timeout=60,
+        )
         assert p.returncode != 0 and "OPEVA_HOST_DATA=/srv/not-there" in p.stderr, p.stderr
     finally:
         shutil.rmtree(data.parent, ignore_errors=True)
@@ -156,14 +231,17 @@ def test_compose_files_validate():
         assert cfg["networks"]["opeva_network"]["external"] is True, file
         assert "mlflow-data" in cfg["volumes"], file
         controller = services["opeva" if "opeva" in services else "controller"]
-        mounts = {(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
-                  for v in controller["volumes"]}
+        mounts = {
+            (v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
+            for v in controller["volumes"]
+        }
         assert ("/opt/opeva_shared_data", "/opt/opeva_shared_data") in mounts, mounts
         assert ("/var/run/docker.sock", "/var/run/docker.sock") in mounts, mounts
         assert controller["environment"]["OPEVA_HOST_DATA"] == "/opt/opeva_shared_data"
         # The data folder follows OPEVA_HOST_DATA, inside and out.
-        moved = sh(*args, "config", check=False, cwd=ROOT,
-                   env={**env, "OPEVA_API_TOKEN": "t", "OPEVA_HOST_DATA": "/srv/opeva"})
+        moved = sh(
+            *args, "config", check=False, cwd=ROOT, env={**env, "OPEVA_API_TOKEN": "t", "OPEVA_HOST_DATA": "/srv/opeva"}
+        )
         assert moved.returncode == 0 and "/opt/opeva_shared_data" not in moved.stdout, moved.stdout
         # Without a token compose refuses, and says what to set.
         bad = sh(*args, "config", check=False, cwd=ROOT, env=env)

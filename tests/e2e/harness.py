@@ -11,8 +11,9 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -33,9 +34,12 @@ def job_name(base: str) -> str:
 
 def spec_doc(name: str, image: str = BUSYBOX, labels: dict[str, str] | None = None, **spec: Any) -> dict:
     spec.setdefault("network", "none")
-    return {"apiVersion": "opeva/v1", "kind": "Job",
-            "metadata": {"name": name, "labels": {TEST_LABEL: SESSION, **(labels or {})}},
-            "spec": {"image": image, **spec}}
+    return {
+        "apiVersion": "opeva/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {TEST_LABEL: SESSION, **(labels or {})}},
+        "spec": {"image": image, **spec},
+    }
 
 
 def shell_spec(name: str, script: str, **spec: Any) -> dict:
@@ -104,19 +108,24 @@ def wait_phase(data: Path, name: str, *phases: str, timeout: float = 30, reason:
 
 def containers(name: str) -> list[dict]:
     """Every container, running or not, that carries this job's label."""
-    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=opeva.job={name}", "--format", "{{json .}}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=opeva.job={name}", "--format", "{{json .}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def cleanup_containers() -> None:
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={TEST_LABEL}={SESSION}"],
-                         capture_output=True, text=True).stdout.split()
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={TEST_LABEL}={SESSION}"], capture_output=True, text=True
+    ).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 
 
-STARTED: list["ControllerProcess"] = []  # every controller a test started; killed after each test (conftest)
+STARTED: list[ControllerProcess] = []  # every controller a test started; killed after each test (conftest)
 
 
 def kill_started_controllers(since: int = 0) -> None:
@@ -130,17 +139,24 @@ class ControllerProcess:
 
     Without `port` it runs the controller only (`--no-api`); with `port` the API listens on 127.0.0.1:PORT as well
     and `start` returns once /health answers. `program` is the command that runs the CLI (default: this
-    interpreter's `-m controller.cli`; the CLI tests pass the installed `opeva` entry point).
+    interpreter's `-m cli.main`; the CLI tests pass the installed `opeva` entry point).
     """
 
-    def __init__(self, data: Path, *args: str, resync: float = 2.0, env: dict[str, str] | None = None,
-                 port: int | None = None, program: list[str] | None = None):
+    def __init__(
+        self,
+        data: Path,
+        *args: str,
+        resync: float = 2.0,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        program: list[str] | None = None,
+    ):
         self.data = data
         self.env = env or {}
         self.port = port
         api = ["--no-api"] if port is None else ["--host", "127.0.0.1", "--port", str(port)]
         self.args = ["run", "--data", str(data), *api, "--resync", str(resync), *args]
-        self.program = program or [sys.executable, "-m", "controller.cli"]
+        self.program = program or [sys.executable, "-m", "cli.main"]
         self.proc: subprocess.Popen | None = None
         self.log_path = data.parent / f"{data.name}-controller.log"
 
@@ -157,13 +173,17 @@ class ControllerProcess:
         except (OSError, ValueError):
             return False
 
-    def start(self) -> "ControllerProcess":
+    def start(self) -> ControllerProcess:
         self.data.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         STARTED.append(self)
-        self.proc = subprocess.Popen([*self.program, *self.args], stdout=log,
-                                     stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
+        self.proc = subprocess.Popen(
+            [*self.program, *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+        )
+
         def ready():
             beat = read_json_file(self.data / ".opeva" / "heartbeat.json")
             if self.proc.poll() is not None:

@@ -84,8 +84,11 @@ def test_order_is_priority_then_submission_time_and_the_next_job_starts_at_once(
         wait_phase(data, name, "Pending", reason="InsufficientCPU")
 
     order = [urgent, first, second]
-    wait_for(lambda: [read_status(data, n)["queuePosition"] for n in order] == [1, 2, 3], timeout=10,
-             what="queue positions 1, 2, 3")
+    wait_for(
+        lambda: [read_status(data, n)["queuePosition"] for n in order] == [1, 2, 3],
+        timeout=10,
+        what="queue positions 1, 2, 3",
+    )
     st = read_status(data, second)
     cond = next(c for c in st["conditions"] if c["type"] == "Pending")
     assert (cond["status"], cond["reason"]) == ("True", "InsufficientCPU")
@@ -168,9 +171,11 @@ def test_big_job_at_the_head_is_not_starved_by_small_ones(data, start):
 
 def test_a_job_bigger_than_the_machine_fails_unschedulable(data, start):
     start(data, "--cpus", "2", "--memory", "1Gi", "--gpus", "none")
-    cases = {job_name("too-many-cpus"): ({"cpus": 4}, "4 CPUs requested, the machine offers 2 CPUs"),
-             job_name("too-much-memory"): ({"memory": "2Gi"}, "2Gi of memory requested, the machine offers 1Gi"),
-             job_name("no-gpu-here"): ({"gpus": 1}, "1 GPU requested, the machine has none")}
+    cases = {
+        job_name("too-many-cpus"): ({"cpus": 4}, "4 CPUs requested, the machine offers 2 CPUs"),
+        job_name("too-much-memory"): ({"memory": "2Gi"}, "2Gi of memory requested, the machine offers 1Gi"),
+        job_name("no-gpu-here"): ({"gpus": 1}, "1 GPU requested, the machine has none"),
+    }
     for name, (resources, _) in cases.items():
         write_spec(data, quick(name, resources=resources))
     for name, (_, message) in cases.items():
@@ -194,8 +199,16 @@ def test_restart_with_jobs_running_rebuilds_reservations_and_never_over_commits(
     first.kill()
     second = start(data, *args)
     # the new controller read the running containers' CPU quota and memory limit back from Docker
-    beat = wait_for(lambda: (b := heartbeat(data)).get("pid") == second.proc.pid and b.get("capacity") and
-                    b["capacity"]["used"]["running"] == 2 and b, timeout=10, what="capacity rebuilt")
+    beat = wait_for(
+        lambda: (
+            (b := heartbeat(data)).get("pid") == second.proc.pid
+            and b.get("capacity")
+            and b["capacity"]["used"]["running"] == 2
+            and b
+        ),
+        timeout=10,
+        what="capacity rebuilt",
+    )
     assert beat["capacity"]["used"]["cpus"] == 2.0 and beat["capacity"]["used"]["memory"] == 2 * 128 * 2**20
     assert beat["capacity"]["waiting"] == 1
     time.sleep(1.5)  # every job has been looked at again by now
@@ -229,8 +242,12 @@ class DeviceRecordingRuntime(DockerRuntime):
             info = super().create_and_start(req)
         except CreateRejected:
             info = None  # created, but it could not start: expected here
-        out = subprocess.run(["docker", "inspect", "--format", "{{json .HostConfig.DeviceRequests}}", req.name],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .HostConfig.DeviceRequests}}", req.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         self.device_requests[req.name] = json.loads(out)
         if info is not None and info.running:  # a machine with a GPU ran it: keep it
             return info

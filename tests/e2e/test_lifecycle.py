@@ -30,10 +30,19 @@ def ts(value: str) -> datetime:
 
 def test_backoff_spaces_attempts_then_fails_with_backoff_limit_exceeded(data, controller):
     name = job_name("backoff")
-    write_spec(data, shell_spec(name, "echo attempt $OPEVA_ATTEMPT; exit 1", restartPolicy="OnFailure",
-                                backoffLimit=2, backoff={"initialSeconds": 1, "maxSeconds": 2}))
-    pending = wait_for(lambda: (s := read_status(data, name)) and s["reason"] == "BackingOff" and s, timeout=20,
-                       what="BackingOff")
+    write_spec(
+        data,
+        shell_spec(
+            name,
+            "echo attempt $OPEVA_ATTEMPT; exit 1",
+            restartPolicy="OnFailure",
+            backoffLimit=2,
+            backoff={"initialSeconds": 1, "maxSeconds": 2},
+        ),
+    )
+    pending = wait_for(
+        lambda: (s := read_status(data, name)) and s["reason"] == "BackingOff" and s, timeout=20, what="BackingOff"
+    )
     cond = next(c for c in pending["conditions"] if c["type"] == "BackingOff")
     assert pending["phase"] == "Pending" and cond["status"] == "True" and "next attempt at" in cond["message"]
     st = wait_phase(data, name, "Failed", timeout=40)
@@ -45,15 +54,34 @@ def test_backoff_spaces_attempts_then_fails_with_backoff_limit_exceeded(data, co
     assert [f"attempt {i}" in read_log(data, name) for i in (1, 2, 3)] == [True, True, True]
 
 
-@pytest.mark.parametrize("script, rules, phase, reason, attempts", [
-    ("exit 2", [{"exitCodes": [2, 3], "action": "FailJob"}], "Failed", "Error", 1),
-    ('[ "$OPEVA_ATTEMPT" -ge 2 ] || exit 75', [{"exitCodes": [75], "action": "Ignore"}], "Succeeded", "Completed", 2),
-    ('[ "$OPEVA_ATTEMPT" -ge 2 ] || exit 4', [{"exitCodes": [4], "action": "Count"}], "Succeeded", "Completed", 2),
-], ids=["FailJob", "Ignore", "Count"])
+@pytest.mark.parametrize(
+    "script, rules, phase, reason, attempts",
+    [
+        ("exit 2", [{"exitCodes": [2, 3], "action": "FailJob"}], "Failed", "Error", 1),
+        (
+            '[ "$OPEVA_ATTEMPT" -ge 2 ] || exit 75',
+            [{"exitCodes": [75], "action": "Ignore"}],
+            "Succeeded",
+            "Completed",
+            2,
+        ),
+        ('[ "$OPEVA_ATTEMPT" -ge 2 ] || exit 4', [{"exitCodes": [4], "action": "Count"}], "Succeeded", "Completed", 2),
+    ],
+    ids=["FailJob", "Ignore", "Count"],
+)
 def test_failure_policy_actions(data, controller, script, rules, phase, reason, attempts):
     name = job_name(f"policy-{rules[0]['action'].lower()}")
-    write_spec(data, shell_spec(name, script, restartPolicy="OnFailure", backoffLimit=5, failurePolicy=rules,
-                                backoff={"initialSeconds": 0.2, "maxSeconds": 0.2}))
+    write_spec(
+        data,
+        shell_spec(
+            name,
+            script,
+            restartPolicy="OnFailure",
+            backoffLimit=5,
+            failurePolicy=rules,
+            backoff={"initialSeconds": 0.2, "maxSeconds": 0.2},
+        ),
+    )
     st = wait_phase(data, name, phase, timeout=30)
     assert (st["reason"], st["attempts"]) == (reason, attempts)
     counted = [h["counted"] for h in st["history"]]
@@ -67,8 +95,14 @@ def test_failure_policy_actions(data, controller, script, rules, phase, reason, 
 
 def test_out_of_memory_is_its_own_reason(data, controller):
     name = job_name("oom")
-    write_spec(data, shell_spec(name, "echo filling; x=$(head -c 200000000 /dev/zero | tr '\\000' a); echo survived",
-                                resources={"memory": "16Mi"}))
+    write_spec(
+        data,
+        shell_spec(
+            name,
+            "echo filling; x=$(head -c 200000000 /dev/zero | tr '\\000' a); echo survived",
+            resources={"memory": "16Mi"},
+        ),
+    )
     st = wait_phase(data, name, "Failed", timeout=60)
     assert st["reason"] == "OOMKilled" and st["history"][-1]["reason"] == "OOMKilled"
 
@@ -77,24 +111,35 @@ def test_deadline_holds_across_a_controller_restart(data):
     name = job_name("deadline")
     ctl = ControllerProcess(data).start()
     try:
-        write_spec(data, spec_doc(name, command=["sleep", "300"], activeDeadlineSeconds=4,
-                                  terminationGracePeriodSeconds=1))
+        write_spec(
+            data, spec_doc(name, command=["sleep", "300"], activeDeadlineSeconds=4, terminationGracePeriodSeconds=1)
+        )
         wait_phase(data, name, "Running")
         ctl.kill()
         time.sleep(5)  # the deadline passes while no controller runs
         ctl = ControllerProcess(data).start()
         st = wait_phase(data, name, "Failed", timeout=20)
         assert st["reason"] == "DeadlineExceeded"
-        wait_for(lambda: not [c for c in containers(name) if c["State"] == "running"], timeout=20,
-                 what="deadline-stopped container")
+        wait_for(
+            lambda: not [c for c in containers(name) if c["State"] == "running"],
+            timeout=20,
+            what="deadline-stopped container",
+        )
     finally:
         ctl.kill()
 
 
 def test_stalled_progress_stops_the_attempt(data, controller):
     name = job_name("stall")
-    write_spec(data, shell_spec(name, 'echo \'{"percent": 5}\' > $OPEVA_JOB_DIR/progress/progress.json; sleep 300',
-                                progressDeadlineSeconds=2, terminationGracePeriodSeconds=1))
+    write_spec(
+        data,
+        shell_spec(
+            name,
+            "echo '{\"percent\": 5}' > $OPEVA_JOB_DIR/progress/progress.json; sleep 300",
+            progressDeadlineSeconds=2,
+            terminationGracePeriodSeconds=1,
+        ),
+    )
     st = wait_phase(data, name, "Failed", timeout=30)
     assert st["reason"] == "ProgressStalled"
     assert "ProgressStalled" in [e["reason"] for e in read_events(data, name)]
@@ -113,8 +158,11 @@ def test_suspend_stops_and_resume_runs_a_new_attempt(data, controller):
     assert st["history"][-1]["outcome"] == "Stopped" and st["failures"] == 0
     doc["spec"]["suspend"] = False
     write_spec(data, doc)
-    st = wait_for(lambda: (s := read_status(data, name)) and s["phase"] == "Running" and s["attempts"] == 2 and s,
-                  timeout=20, what="resumed as attempt 2")
+    st = wait_for(
+        lambda: (s := read_status(data, name)) and s["phase"] == "Running" and s["attempts"] == 2 and s,
+        timeout=20,
+        what="resumed as attempt 2",
+    )
     assert st["observedGeneration"] == st["history"][0]["generation"]
 
 
@@ -133,8 +181,11 @@ def test_rerun_by_run_id(data, controller):
     first = wait_phase(data, name, "Succeeded")
     doc["spec"]["runId"] = "second"
     write_spec(data, doc)
-    st = wait_for(lambda: (s := read_status(data, name)) and s["runId"] == "second" and s["phase"] == "Succeeded"
-                  and s, timeout=30, what="rerun succeeded")
+    st = wait_for(
+        lambda: (s := read_status(data, name)) and s["runId"] == "second" and s["phase"] == "Succeeded" and s,
+        timeout=30,
+        what="rerun succeeded",
+    )
     assert st["observedGeneration"] == first["observedGeneration"]
     assert [h["runId"] for h in st["history"]] == [None, "second"]
     assert "Rerun" in [e["reason"] for e in read_events(data, name)]
@@ -168,7 +219,7 @@ def test_ttl_collects_spec_less_records_per_artifact_policy(data, policy):
             assert f"{gone}/results/result.json" in names and f"{gone}/status.json" in names
         else:
             assert not job_dir.exists() and not archives
-        track = (data / "job_track.json")
+        track = data / "job_track.json"
         wait_for(lambda: gone not in track.read_text(), timeout=10, what="index without the collected job")
     finally:
         ctl.kill()

@@ -35,8 +35,8 @@ def test_job_runs_to_completion_with_status_log_and_events(data, controller):
     reasons = [e["reason"] for e in read_events(data, name)]
     assert reasons[:2] == ["Accepted", "Creating"] and "Succeeded" in reasons
     wait_for(lambda: not containers(name), what="finished container removed after recording")
-    info = (data / "jobs" / name / "job_info.json")
-    track = (data / "job_track.json")
+    info = data / "jobs" / name / "job_info.json"
+    track = data / "job_track.json"
     wait_for(lambda: track.exists() and name in track.read_text(), what="job_track.json lists the job")
     del info
 
@@ -57,8 +57,7 @@ def test_deleting_the_spec_stops_the_running_container(data, controller):
     path.unlink()
     st = wait_phase(data, name, "Stopped", reason="SpecDeleted", timeout=20)
     assert st["reason"] == "SpecDeleted"
-    wait_for(lambda: not [c for c in containers(name) if c["State"] == "running"], timeout=20,
-             what="container stopped")
+    wait_for(lambda: not [c for c in containers(name) if c["State"] == "running"], timeout=20, what="container stopped")
     assert (data / "jobs" / name / "status.json").exists(), "record is kept after delete"
 
 
@@ -68,16 +67,27 @@ def test_identical_rewrite_does_nothing_and_an_edit_reruns(data, controller):
     path = write_spec(data, doc)
     first = wait_phase(data, name, "Succeeded")
     write_spec(data, doc)  # same content, new inode and mtime
-    wait_for(lambda: any(e["reason"] == "SpecUnchanged" for e in read_events(data, name)), timeout=10,
-             what="SpecUnchanged event")
+    wait_for(
+        lambda: any(e["reason"] == "SpecUnchanged" for e in read_events(data, name)),
+        timeout=10,
+        what="SpecUnchanged event",
+    )
     time.sleep(1.0)
     same = read_status(data, name)
     assert same["observedGeneration"] == first["observedGeneration"] and len(same["history"]) == 1
 
     doc["spec"]["args"] = ["echo version-two"]
     write_spec(data, doc)
-    st = wait_for(lambda: (s := read_status(data, name)) and s["observedGeneration"] != first["observedGeneration"]
-                  and s["phase"] == "Succeeded" and s, timeout=30, what="second generation succeeded")
+    st = wait_for(
+        lambda: (
+            (s := read_status(data, name))
+            and s["observedGeneration"] != first["observedGeneration"]
+            and s["phase"] == "Succeeded"
+            and s
+        ),
+        timeout=30,
+        what="second generation succeeded",
+    )
     assert [h["generation"] for h in st["history"]] == [first["observedGeneration"], st["observedGeneration"]]
     log = read_log(data, name)
     assert log.index("version-one") < log.index("version-two")
@@ -91,8 +101,11 @@ def test_edit_while_running_replaces_the_old_attempt(data, controller):
     write_spec(data, doc)
     old = wait_phase(data, name, "Running")
     write_spec(data, shell_spec(name, "echo replaced", terminationGracePeriodSeconds=1))
-    st = wait_for(lambda: (s := read_status(data, name)) and s["phase"] == "Succeeded" and s, timeout=30,
-                  what="new generation succeeded")
+    st = wait_for(
+        lambda: (s := read_status(data, name)) and s["phase"] == "Succeeded" and s,
+        timeout=30,
+        what="new generation succeeded",
+    )
     assert st["observedGeneration"] != old["observedGeneration"]
     superseded = [h for h in st["history"] if h["generation"] == old["observedGeneration"]]
     assert superseded and superseded[0]["outcome"] == "Stopped" and superseded[0]["reason"] == "Superseded"
@@ -122,8 +135,13 @@ def test_invalid_specs_are_recorded_and_harm_nothing(data, controller):
     write_spec(data, shell_spec(good, "echo fine"))
 
     assert wait_phase(data, good, "Succeeded")["reason"] == "Completed"
-    for name, needle in [(bad_yaml, "cannot parse YAML"), (unknown, "spec.imagee: unknown field"),
-                         (garbage, "binary"), (huge, "limited to"), (link, "outside the specs folder")]:
+    for name, needle in [
+        (bad_yaml, "cannot parse YAML"),
+        (unknown, "spec.imagee: unknown field"),
+        (garbage, "binary"),
+        (huge, "limited to"),
+        (link, "outside the specs folder"),
+    ]:
         st = wait_phase(data, name, "Failed", reason="InvalidSpec", timeout=10)
         assert needle in st["message"], (name, st["message"])
     st = wait_phase(data, noimage, "Failed", reason="ImageNotFound", timeout=60)
@@ -153,8 +171,7 @@ def test_controller_killed_mid_job_adopts_with_one_container_and_complete_log(da
 
 def test_second_controller_on_the_same_folder_refuses(data, controller):
     opeva = str(Path(sys.executable).parent / "opeva")  # the installed entry point
-    out = subprocess.run([opeva, "run", "--data", str(data), "--no-api"], capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run([opeva, "run", "--data", str(data), "--no-api"], capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "another controller already manages this data folder" in out.stderr
     assert controller.proc.poll() is None

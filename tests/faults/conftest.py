@@ -3,8 +3,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from e2e.harness import cleanup_containers
+
 from .invariants import REPORT, format_report
 
 LONG = os.environ.get("OPEVA_LONG") == "1"

@@ -17,8 +17,11 @@ def _answers() -> bool:
 
 
 def _systemd_managed() -> bool:
-    return subprocess.run(["systemctl", "is-active", "--quiet", "docker"], capture_output=True).returncode == 0 \
-        if os.path.exists("/run/systemd/system") else False
+    return (
+        subprocess.run(["systemctl", "is-active", "--quiet", "docker"], capture_output=True).returncode == 0
+        if os.path.exists("/run/systemd/system")
+        else False
+    )
 
 
 def require_control() -> None:

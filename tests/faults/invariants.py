@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
-
 from e2e.harness import read_json_file, read_status
 
 REPORT: list[dict] = []  # rows printed at the end of the session (see conftest.py)
@@ -18,8 +17,10 @@ REPORT: list[dict] = []  # rows printed at the end of the session (see conftest.
 
 def counting_script(lines: int, delay: float = 0.05, code: int = 0, then: str = "") -> str:
     """A job whose output can be checked line by line: line-1 .. line-N, then `then`, then exit `code`."""
-    return (f"i=1; while [ $i -le {lines} ]; do echo line-$i; i=$((i+1)); sleep {delay}; done; "
-            f"{then + '; ' if then else ''}exit {code}")
+    return (
+        f"i=1; while [ $i -le {lines} ]; do echo line-$i; i=$((i+1)); sleep {delay}; done; "
+        f"{then + '; ' if then else ''}exit {code}"
+    )
 
 
 class EventRecorder:
@@ -31,7 +32,7 @@ class EventRecorder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "EventRecorder":
+    def start(self) -> EventRecorder:
         self._thread.start()
         time.sleep(0.2)
         return self
@@ -41,8 +42,11 @@ class EventRecorder:
         while not self._stop.is_set():
             try:
                 client = docker.from_env(timeout=5)
-                stream = client.events(decode=True, since=since, filters={
-                    "type": "container", "event": "create", "label": f"opeva.instance={self.instance}"})
+                stream = client.events(
+                    decode=True,
+                    since=since,
+                    filters={"type": "container", "event": "create", "label": f"opeva.instance={self.instance}"},
+                )
                 for ev in stream:
                     since = ev.get("time", since)
                     self.creates.append((ev.get("Actor") or {}).get("Attributes") or {})
@@ -71,7 +75,7 @@ class StatusPoller:
     violations: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> "StatusPoller":
+    def start(self) -> StatusPoller:
         threading.Thread(target=self._run, daemon=True).start()
         return self
 
@@ -124,15 +128,17 @@ def log_violations(data: Path, name: str, lines: int) -> list[str]:
 
 def file_violations(data: Path) -> list[str]:
     out = []
-    for path in list(data.glob("jobs/*/status.json")) + list(data.glob("jobs/*/job_info.json")) + \
-            [data / "job_track.json"]:
+    for path in (
+        list(data.glob("jobs/*/status.json")) + list(data.glob("jobs/*/job_info.json")) + [data / "job_track.json"]
+    ):
         if path.exists() and read_json_file(path) is None:
             out.append(f"{path.relative_to(data)} does not parse")
     return out
 
 
-def check(data: Path, expected: dict[str, str], lines: int, recorder: EventRecorder,
-          poller: StatusPoller | None = None) -> list[str]:
+def check(
+    data: Path, expected: dict[str, str], lines: int, recorder: EventRecorder, poller: StatusPoller | None = None
+) -> list[str]:
     """All five invariants for jobs whose desired end phase is `expected[name]`."""
     out = recorder.duplicates() + file_violations(data) + (poller.violations if poller else [])
     for name, phase in expected.items():
@@ -157,16 +163,31 @@ def settled(data: Path, expected: dict[str, str]) -> bool:
 
 
 def report(fault: str, iterations: int, violations: int, recovery: float | None = None, note: str = "") -> None:
-    REPORT.append({"fault": fault, "iterations": iterations, "violations": violations,
-                   "recovery_s": None if recovery is None else round(recovery, 2), "note": note})
+    REPORT.append(
+        {
+            "fault": fault,
+            "iterations": iterations,
+            "violations": violations,
+            "recovery_s": None if recovery is None else round(recovery, 2),
+            "note": note,
+        }
+    )
 
 
 def format_report() -> str:
     rows = [("fault", "iterations", "invariant violations", "recovery (s)", "note")]
-    rows += [(r["fault"], str(r["iterations"]), str(r["violations"]),
-              "-" if r["recovery_s"] is None else str(r["recovery_s"]), r["note"]) for r in REPORT]
+    rows += [
+        (
+            r["fault"],
+            str(r["iterations"]),
+            str(r["violations"]),
+            "-" if r["recovery_s"] is None else str(r["recovery_s"]),
+            r["note"],
+        )
+        for r in REPORT
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows)
 
 
 def dump(obj) -> str:

@@ -20,7 +20,7 @@ class SocketRelay:
     def url(self) -> str:
         return f"unix://{self.path}"
 
-    def start(self) -> "SocketRelay":
+    def start(self) -> SocketRelay:
         if self.path.exists():
             self.path.unlink()
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -10,8 +10,8 @@ import random
 import time
 
 import pytest
-
 from e2e.harness import ControllerProcess, job_name, shell_spec, write_spec
+
 from .conftest import iterations
 from .invariants import EventRecorder, StatusPoller, check, counting_script, instance_of, report, settled
 
@@ -64,5 +64,10 @@ def test_sigkill_at_random_moments_during_a_burst(tmp_path):
         violations = check(data, names, LINES, recorder, poller)
         assert not violations, f"seed {seed} iteration {it}: {violations[:10]}"
         total_violations += len(violations)
-    report(f"SIGKILL anywhere, {JOBS} jobs (crash points: {POINTS})", rounds, total_violations,
-           max(recoveries), f"{kills} kills, seed {seed}")
+    report(
+        f"SIGKILL anywhere, {JOBS} jobs (crash points: {POINTS})",
+        rounds,
+        total_violations,
+        max(recoveries),
+        f"{kills} kills, seed {seed}",
+    )

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from e2e.harness import (
     ControllerProcess,
     containers,
@@ -23,6 +22,7 @@ from e2e.harness import (
     wait_phase,
     write_spec,
 )
+
 from .dockerd import require_control, start_dockerd, stop_dockerd
 from .invariants import EventRecorder, StatusPoller, check, counting_script, instance_of, report, settled
 from .proxy import SocketRelay
@@ -66,10 +66,15 @@ def test_docker_daemon_restart_interrupts_and_reruns(data):
     write_spec(data, shell_spec(done_job, counting_script(LINES, 0.01)))
     wait_phase(data, done_job, "Succeeded")
     # attempt 1 sleeps, so the restart lands mid-run; attempt 2 prints its lines and succeeds
-    write_spec(data, shell_spec(long_job, f'[ "$OPEVA_ATTEMPT" = 1 ] && {{ echo line-1; sleep 300; }}; '
-                                          f'{counting_script(LINES, 0.01)}', terminationGracePeriodSeconds=1))
-    wait_for(lambda: (s := read_status(data, long_job)) and s["phase"] == "Running" and s, timeout=30,
-             what="running")
+    write_spec(
+        data,
+        shell_spec(
+            long_job,
+            f'[ "$OPEVA_ATTEMPT" = 1 ] && {{ echo line-1; sleep 300; }}; {counting_script(LINES, 0.01)}',
+            terminationGracePeriodSeconds=1,
+        ),
+    )
+    wait_for(lambda: (s := read_status(data, long_job)) and s["phase"] == "Running" and s, timeout=30, what="running")
     t0 = time.monotonic()
     start_dockerd(stop_dockerd())
     st = interrupted_then_succeeded(data, long_job)
@@ -86,8 +91,14 @@ def test_simulated_reboot(data):
     done, running, suspended, deleted = (job_name(f"rb-{k}") for k in ("done", "run", "susp", "del"))
     ctl, rec, poll = start_with_recorders(data, [done, running, suspended, deleted])
     write_spec(data, shell_spec(done, counting_script(LINES, 0.01)))
-    write_spec(data, shell_spec(running, f'[ "$OPEVA_ATTEMPT" = 1 ] && {{ echo line-1; sleep 300; }}; '
-                                         f'{counting_script(LINES, 0.01)}', terminationGracePeriodSeconds=1))
+    write_spec(
+        data,
+        shell_spec(
+            running,
+            f'[ "$OPEVA_ATTEMPT" = 1 ] && {{ echo line-1; sleep 300; }}; {counting_script(LINES, 0.01)}',
+            terminationGracePeriodSeconds=1,
+        ),
+    )
     write_spec(data, spec_doc(suspended, command=["sleep", "300"], suspend=True))
     del_path = write_spec(data, spec_doc(deleted, command=["sleep", "300"], terminationGracePeriodSeconds=1))
     wait_phase(data, done, "Succeeded")
@@ -105,9 +116,17 @@ def test_simulated_reboot(data):
     assert read_status(data, done)["attempts"] == 1
     assert read_status(data, suspended)["phase"] == "Stopped" and read_status(data, suspended)["attempts"] == 0
     assert read_status(data, deleted)["reason"] == "SpecDeleted" and not [
-        c for c in containers(deleted) if c["State"] == "running"]
-    finish(ctl, rec, poll, data, {done: "Succeeded", running: "Succeeded", suspended: "Stopped",
-                                   deleted: "Stopped"}, "simulated reboot (controller + daemon)", t0)
+        c for c in containers(deleted) if c["State"] == "running"
+    ]
+    finish(
+        ctl,
+        rec,
+        poll,
+        data,
+        {done: "Succeeded", running: "Succeeded", suspended: "Stopped", deleted: "Stopped"},
+        "simulated reboot (controller + daemon)",
+        t0,
+    )
 
 
 @pytest.mark.docker
@@ -134,8 +153,7 @@ def test_docker_unreachable_for_a_while(data, tmp_path):
     assert new_lines <= max(10, outage / 60 * 10), f"{new_lines} log lines during a {outage} s outage"
     relay.start()
     t0 = time.monotonic()
-    finish(ctl, rec, poll, data, {during: "Succeeded", before: "Succeeded"},
-           f"Docker unreachable {outage:.0f} s", t0)
+    finish(ctl, rec, poll, data, {during: "Succeeded", before: "Succeeded"}, f"Docker unreachable {outage:.0f} s", t0)
     assert read_status(data, before)["attempts"] == 1, "the job kept running through the outage; not rerun"
 
 
@@ -182,8 +200,10 @@ def test_full_disk_for_the_data_folder(tmp_path):
 def test_container_removed_behind_our_back(data):
     name = job_name("rmf")
     ctl, rec, poll = start_with_recorders(data, [name])
-    write_spec(data, shell_spec(name, f'[ "$OPEVA_ATTEMPT" = 1 ] && {{ echo line-1; sleep 300; }}; '
-                                      f'{counting_script(LINES, 0.01)}'))
+    write_spec(
+        data,
+        shell_spec(name, f'[ "$OPEVA_ATTEMPT" = 1 ] && {{ echo line-1; sleep 300; }}; {counting_script(LINES, 0.01)}'),
+    )
     st = wait_phase(data, name, "Running")
     subprocess.run(["docker", "rm", "-f", st["containerName"]], check=True, capture_output=True)
     t0 = time.monotonic()
@@ -212,10 +232,20 @@ def test_specs_changed_while_the_controller_is_down(data):
     write_spec(data, shell_spec(added, counting_script(LINES, 0.01)))
     t0 = time.monotonic()
     ctl = ControllerProcess(data, resync=1.0).start()
-    wait_for(lambda: (s := read_status(data, edited)) and s["observedGeneration"] != first_gen
-             and s["phase"] == "Succeeded", timeout=30, what="edited job reran")
+    wait_for(
+        lambda: (s := read_status(data, edited)) and s["observedGeneration"] != first_gen and s["phase"] == "Succeeded",
+        timeout=30,
+        what="edited job reran",
+    )
     wait_phase(data, deleted, "Stopped", reason="SpecDeleted", timeout=30)
     assert read_status(data, kept)["attempts"] == 1
     rec.stop()
-    finish(ctl, EventRecorder(instance_of(data)), poll, data,
-           {kept: "Succeeded", added: "Succeeded", deleted: "Stopped"}, "specs changed while controller down", t0)
+    finish(
+        ctl,
+        EventRecorder(instance_of(data)),
+        poll,
+        data,
+        {kept: "Succeeded", added: "Succeeded", deleted: "Stopped"},
+        "specs changed while controller down",
+        t0,
+    )

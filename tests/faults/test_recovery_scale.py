@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from e2e.harness import BUSYBOX, SESSION, TEST_LABEL, ControllerProcess, job_name, read_status, shell_spec, write_spec
 
 from bench.seed import seed_finished
-from e2e.harness import BUSYBOX, SESSION, TEST_LABEL, ControllerProcess, job_name, read_status, shell_spec, \
-    write_spec
+
 from .invariants import EventRecorder, check, counting_script, instance_of, report, settled
 
 LINES = 5
@@ -37,8 +37,14 @@ def test_recovery_time(tmp_path, total):
             assert time.monotonic() - t0 < 60, f"{n} never ran"
             time.sleep(0.05)
     ctl.kill()
-    seeded = seed_finished(data, total - len(exited) - len(running), ["true"], BUSYBOX, {TEST_LABEL: SESSION},
-                           prefix=f"rec{total}-{SESSION}")
+    seeded = seed_finished(
+        data,
+        total - len(exited) - len(running),
+        ["true"],
+        BUSYBOX,
+        {TEST_LABEL: SESSION},
+        prefix=f"rec{total}-{SESSION}",
+    )
     time.sleep(2.5)  # the 'exited' jobs finish while no controller runs
     expected = {**{n: "Succeeded" for n in seeded + exited}, **{n: "Running" for n in running}}
     t0 = time.monotonic()
@@ -52,9 +58,16 @@ def test_recovery_time(tmp_path, total):
     ctl.kill()
     recorder.stop()
     violations = check(data, {n: "Succeeded" for n in exited}, LINES, recorder)
-    violations += [f"{n}: {read_status(data, n)['attempts']} attempts" for n in running + exited
-                   if read_status(data, n)["attempts"] != 1]
-    report(f"controller restart, {total} jobs ({len(running)} running, {len(exited)} exited while down)", 1,
-           len(violations), recovery)
+    violations += [
+        f"{n}: {read_status(data, n)['attempts']} attempts"
+        for n in running + exited
+        if read_status(data, n)["attempts"] != 1
+    ]
+    report(
+        f"controller restart, {total} jobs ({len(running)} running, {len(exited)} exited while down)",
+        1,
+        len(violations),
+        recovery,
+    )
     assert not violations, violations
     assert recovery < 5.0 or total < 1000, f"recovery of {total} jobs took {recovery:.2f} s (target < 5 s)"

@@ -10,9 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tracking_support import EXPERIMENT, PYTHON_IMAGE, UI, MlflowServer
-
 from e2e.harness import ControllerProcess, cleanup_containers
+from tracking_support import EXPERIMENT, PYTHON_IMAGE, UI, MlflowServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -50,8 +49,12 @@ def data(tmp_path: Path) -> Path:
 @pytest.fixture
 def start_controller(data: Path, mlflow: MlflowServer):
     """Start (or restart) `opeva run --mlflow-uri ...` on `data`; every one started is killed at the end."""
-    env = {"OPEVA_MLFLOW_MIRROR_SECONDS": "1", "OPEVA_MLFLOW_RETRY_MAX_SECONDS": "1",
-           "OPEVA_MLFLOW_EXPERIMENT": EXPERIMENT, "OPEVA_MLFLOW_UI": UI}
+    env = {
+        "OPEVA_MLFLOW_MIRROR_SECONDS": "1",
+        "OPEVA_MLFLOW_RETRY_MAX_SECONDS": "1",
+        "OPEVA_MLFLOW_EXPERIMENT": EXPERIMENT,
+        "OPEVA_MLFLOW_UI": UI,
+    }
     started: list[ControllerProcess] = []
 
     def start() -> ControllerProcess:

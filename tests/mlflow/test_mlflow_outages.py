@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from tracking_support import EXPERIMENT, final_run
-
 from e2e.harness import job_name, read_json_file, read_log, shell_spec, wait_for, wait_phase, write_spec
+from tracking_support import EXPERIMENT, final_run
 
 pytestmark = pytest.mark.docker
 
@@ -36,8 +35,11 @@ def outbox_entries(data) -> list[dict]:
 
 
 def running_run(mlflow, name: str) -> dict:
-    return wait_for(lambda: [r for r in mlflow.runs_of_job(EXPERIMENT, name) if r["info"]["status"] == "RUNNING"],
-                    timeout=15, what=f"a RUNNING run of {name}")[0]
+    return wait_for(
+        lambda: [r for r in mlflow.runs_of_job(EXPERIMENT, name) if r["info"]["status"] == "RUNNING"],
+        timeout=15,
+        what=f"a RUNNING run of {name}",
+    )[0]
 
 
 def assert_complete(mlflow, run: dict) -> None:
@@ -58,8 +60,11 @@ def test_mlflow_stopped_during_a_job_then_started_gets_the_final_status_and_metr
     time.sleep(2)  # progress goes on while MLflow is away
     go(data, name)
     wait_phase(data, name, "Succeeded", timeout=20)  # the job is not held up by MLflow
-    wait_for(lambda: [(e.get("close") or {}).get("status") for e in outbox_entries(data)] == ["FINISHED"],
-             timeout=5, what="the close waiting in the outbox")
+    wait_for(
+        lambda: [(e.get("close") or {}).get("status") for e in outbox_entries(data)] == ["FINISHED"],
+        timeout=5,
+        what="the close waiting in the outbox",
+    )
     mlflow.start()
     [run] = final_run(mlflow, name)
     assert_complete(mlflow, run)
@@ -68,7 +73,8 @@ def test_mlflow_stopped_during_a_job_then_started_gets_the_final_status_and_metr
 
 
 def test_controller_killed_after_the_exit_before_the_close_was_sent_closes_the_run_after_restart(
-        data, mlflow, start_controller):
+    data, mlflow, start_controller
+):
     controller = start_controller()
     name = job_name("crash")
     write_spec(data, shell_spec(name, UNTIL_GO))
@@ -87,8 +93,7 @@ def test_controller_killed_after_the_exit_before_the_close_was_sent_closes_the_r
     assert len(mlflow.runs_of_job(EXPERIMENT, name)) == 1
 
 
-def test_a_job_that_ends_while_the_controller_is_down_gets_its_run_closed_after_restart(
-        data, mlflow, start_controller):
+def test_a_job_that_ends_while_the_controller_is_down_gets_its_run_closed_after_restart(data, mlflow, start_controller):
     controller = start_controller()
     name = job_name("down")
     write_spec(data, shell_spec(name, UNTIL_GO))
@@ -104,8 +109,7 @@ def test_a_job_that_ends_while_the_controller_is_down_gets_its_run_closed_after_
     assert_complete(mlflow, closed)
 
 
-def test_mlflow_down_when_a_job_starts_does_not_delay_it_and_the_run_is_created_later(
-        data, mlflow, start_controller):
+def test_mlflow_down_when_a_job_starts_does_not_delay_it_and_the_run_is_created_later(data, mlflow, start_controller):
     mlflow.stop()
     start_controller()
     name = job_name("late")

@@ -7,10 +7,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from e2e.harness import (
+    containers,
+    job_name,
+    read_json_file,
+    read_log,
+    shell_spec,
+    spec_doc,
+    wait_for,
+    wait_phase,
+    write_spec,
+)
 from tracking_support import EXPERIMENT, PYTHON_IMAGE, UI, final_run
-
-from e2e.harness import containers, job_name, read_json_file, read_log, shell_spec, spec_doc, wait_for, wait_phase, \
-    write_spec
 
 pytestmark = pytest.mark.docker
 
@@ -60,8 +68,11 @@ def test_success_closes_the_run_finished_with_tags_params_metrics_and_artifacts(
     job_info = read_json_file(data / "jobs" / name / "job_info.json")
     assert job_info["mlflow_run_id"] == run_id and job_info["mlflow_experiment_id"] == info["experiment_id"]
     assert job_info["mlflow_run_url"] == f"{UI}/#/experiments/{info['experiment_id']}/runs/{run_id}"
-    wait_for(lambda: read_json_file(data / "jobs" / name / "job_info.json").get("mlflow_run_status") == "FINISHED",
-             timeout=10, what="job_info.json shows the closed run")
+    wait_for(
+        lambda: read_json_file(data / "jobs" / name / "job_info.json").get("mlflow_run_status") == "FINISHED",
+        timeout=10,
+        what="job_info.json shows the closed run",
+    )
     wait_for(lambda: not list((data / ".opeva" / "mlflow-outbox").iterdir()), timeout=10, what="outbox drained")
 
 
@@ -80,13 +91,18 @@ def test_failure_closes_the_run_failed(data, mlflow, start_controller):
 def test_suspend_closes_the_run_killed(data, mlflow, start_controller):
     start_controller()
     name = job_name("stop")
-    script = ('echo \'{"percent": 10, "metrics": {"reward": 1}}\' > /data/jobs/$OPEVA_JOB_ID/progress/progress.json; '
-              'sleep 300')
+    script = (
+        'echo \'{"percent": 10, "metrics": {"reward": 1}}\' > /data/jobs/$OPEVA_JOB_ID/progress/progress.json; '
+        "sleep 300"
+    )
     doc = shell_spec(name, script, terminationGracePeriodSeconds=1, mlflow={"runName": "stoppable"})
     write_spec(data, doc)
     wait_phase(data, name, "Running")
-    running = wait_for(lambda: [r for r in mlflow.runs_of_job(EXPERIMENT, name) if "percent" in r["metrics"]],
-                       timeout=15, what="progress mirrored while running")
+    running = wait_for(
+        lambda: [r for r in mlflow.runs_of_job(EXPERIMENT, name) if "percent" in r["metrics"]],
+        timeout=15,
+        what="progress mirrored while running",
+    )
     assert running[0]["info"]["status"] == "RUNNING" and running[0]["info"]["run_name"] == "stoppable"
     doc["spec"]["suspend"] = True
     write_spec(data, doc)
@@ -128,7 +144,8 @@ def test_a_job_logs_into_the_run_the_controller_opened(data, mlflow, start_contr
         "        'timestamp': int(time.time() * 1000)}], 'tags': [{'key': 'written_by', 'value': 'the job'}]}\n"
         "req = urllib.request.Request(uri + '/api/2.0/mlflow/runs/log-batch', data=json.dumps(body).encode(),\n"
         "                             headers={'Content-Type': 'application/json'})\n"
-        "print('logged', urllib.request.urlopen(req, timeout=10).status, os.environ['MLFLOW_EXPERIMENT_ID'])\n")
+        "print('logged', urllib.request.urlopen(req, timeout=10).status, os.environ['MLFLOW_EXPERIMENT_ID'])\n"
+    )
     write_spec(data, spec_doc(name, image=PYTHON_IMAGE, command=["python3", "-c", script], network="host"))
     wait_phase(data, name, "Succeeded", timeout=40)
     [run] = final_run(mlflow, name)
@@ -140,8 +157,9 @@ def test_a_job_logs_into_the_run_the_controller_opened(data, mlflow, start_contr
 def test_mlflow_disabled_for_a_job_means_no_run_and_no_env(data, mlflow, start_controller):
     start_controller()
     name = job_name("nomlflow")
-    write_spec(data, shell_spec(name, 'echo "uri=[$MLFLOW_TRACKING_URI] run=[$MLFLOW_RUN_ID]"',
-                                mlflow={"enabled": False}))
+    write_spec(
+        data, shell_spec(name, 'echo "uri=[$MLFLOW_TRACKING_URI] run=[$MLFLOW_RUN_ID]"', mlflow={"enabled": False})
+    )
     wait_phase(data, name, "Succeeded")
     assert "uri=[] run=[]" in read_log(data, name)
     assert mlflow.runs_of_job(EXPERIMENT, name) == []

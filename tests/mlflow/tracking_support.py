@@ -39,15 +39,30 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
         root.mkdir(parents=True, exist_ok=True)
 
-    def start(self, timeout: float = 120) -> "MlflowServer":
+    def start(self, timeout: float = 120) -> MlflowServer:
         log = open(self.root / "server.log", "ab")
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
         self.proc = subprocess.Popen(
-            [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--artifacts-destination", str(self.root / "artifacts")],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                MLFLOW,
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.root / "artifacts"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -113,8 +128,12 @@ class MlflowServer:
         exp = self.experiment_id(experiment)
         if exp is None:
             return []
-        body = {"experiment_ids": [exp], "filter": f"tags.`opeva.job` = '{job}'", "max_results": 100,
-                "order_by": ["attributes.start_time ASC"]}
+        body = {
+            "experiment_ids": [exp],
+            "filter": f"tags.`opeva.job` = '{job}'",
+            "max_results": 100,
+            "order_by": ["attributes.start_time ASC"],
+        }
         return [_flatten(r) for r in self._post("runs/search", body).get("runs", [])]
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -135,15 +154,19 @@ class MlflowServer:
 
 def _flatten(run: dict[str, Any]) -> dict[str, Any]:
     data = run.get("data", {})
-    return {"info": run["info"],
-            "tags": {t["key"]: t["value"] for t in data.get("tags", [])},
-            "params": {p["key"]: p["value"] for p in data.get("params", [])},
-            "metrics": {m["key"]: m["value"] for m in data.get("metrics", [])}}
+    return {
+        "info": run["info"],
+        "tags": {t["key"]: t["value"] for t in data.get("tags", [])},
+        "params": {p["key"]: p["value"] for p in data.get("params", [])},
+        "metrics": {m["key"]: m["value"] for m in data.get("metrics", [])},
+    }
 
 
-def final_run(mlflow: MlflowServer, job: str, experiment: str = EXPERIMENT, count: int = 1,
-              timeout: float = 30) -> list[dict]:
+def final_run(
+    mlflow: MlflowServer, job: str, experiment: str = EXPERIMENT, count: int = 1, timeout: float = 30
+) -> list[dict]:
     """The job's runs once `count` of them exist and none is RUNNING any more."""
+
     def done():
         runs = mlflow.runs_of_job(experiment, job)
         return runs if len(runs) >= count and all(r["info"]["status"] != "RUNNING" for r in runs) else None

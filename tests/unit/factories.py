@@ -6,16 +6,27 @@ Everything here is pure: times are fixed datetimes, containers are plain `Contai
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.decide import LABEL_RUN_ID, Decision, Desired, Facts, Observed, container_name, decide, run_key
-from controller.decide import Create, Remove, Stop
+from controller.decide import (
+    LABEL_RUN_ID,
+    Create,
+    Decision,
+    Desired,
+    Facts,
+    Observed,
+    Remove,
+    Stop,
+    container_name,
+    decide,
+    run_key,
+)
 from controller.runtime.base import LABEL_ATTEMPT, LABEL_GENERATION, LABEL_JOB, LABEL_RUN, ContainerInfo
 from controller.spec import JobManifest, parse_document
 from controller.status import JobStatus
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 INSTANCE = "a1b2c3"
 IMAGE = "busybox:latest"
 
@@ -48,8 +59,16 @@ def name_of(m: JobManifest, attempt: int) -> str:
 
 
 # ---- containers -----------------------------------------------------------------------------------------------
-def container(m: JobManifest, attempt: int = 1, state: str = "running", *, exit_code: int | None = None,
-              oom: bool = False, started: datetime | None = T0, finished: datetime | None = None) -> ContainerInfo:
+def container(
+    m: JobManifest,
+    attempt: int = 1,
+    state: str = "running",
+    *,
+    exit_code: int | None = None,
+    oom: bool = False,
+    started: datetime | None = T0,
+    finished: datetime | None = None,
+) -> ContainerInfo:
     """The engine's view of one attempt's container, labelled as the reconciler labels it."""
     key = key_of(m)
     labels = {LABEL_JOB: m.name, LABEL_GENERATION: m.generation, LABEL_ATTEMPT: str(attempt), LABEL_RUN: key}
@@ -59,14 +78,33 @@ def container(m: JobManifest, attempt: int = 1, state: str = "running", *, exit_
         started = None
     # Docker ids are unique per container: a later run reusing a name gets a new id (same start, same container)
     cid = f"id-{key[:6]}-{attempt}-{int(started.timestamp()) if started else 'new'}"
-    return ContainerInfo(id=cid, name=name_of(m, attempt), job=m.name, generation=m.generation,
-                         run=key, attempt=attempt, state=state, exit_code=exit_code, oom_killed=oom,
-                         created_at=started, started_at=started, finished_at=finished,
-                         stop_grace=m.spec.terminationGracePeriodSeconds, labels=labels)
+    return ContainerInfo(
+        id=cid,
+        name=name_of(m, attempt),
+        job=m.name,
+        generation=m.generation,
+        run=key,
+        attempt=attempt,
+        state=state,
+        exit_code=exit_code,
+        oom_killed=oom,
+        created_at=started,
+        started_at=started,
+        finished_at=finished,
+        stop_grace=m.spec.terminationGracePeriodSeconds,
+        labels=labels,
+    )
 
 
-def exited(m: JobManifest, attempt: int = 1, code: int = 0, *, oom: bool = False, started: datetime | None = T0,
-           finished: datetime | None = None) -> ContainerInfo:
+def exited(
+    m: JobManifest,
+    attempt: int = 1,
+    code: int = 0,
+    *,
+    oom: bool = False,
+    started: datetime | None = T0,
+    finished: datetime | None = None,
+) -> ContainerInfo:
     """A finished attempt; it ends 30 s after it started unless told otherwise."""
     if finished is None:
         finished = (started or T0) + timedelta(seconds=30)
@@ -80,8 +118,9 @@ def desired_for(m: JobManifest | None, name: str = "job", **kw: Any) -> Desired:
     return Desired(m.name, manifest=m, spec_file=f"{m.name}.yaml", **kw)
 
 
-def observed(*containers: ContainerInfo, undrained: tuple[str, ...] = (),
-             progress_at: datetime | None = None) -> Observed:
+def observed(
+    *containers: ContainerInfo, undrained: tuple[str, ...] = (), progress_at: datetime | None = None
+) -> Observed:
     """What the controller sees; every exited container's log is complete unless named in `undrained`."""
     complete = frozenset(c.name for c in containers if c.exited and c.name not in undrained)
     return Observed(containers=tuple(containers), logs_complete=complete, progress_at=progress_at)
@@ -104,15 +143,25 @@ class Job:
     def desired(self) -> Desired:
         return desired_for(self.m, self.name, **self.desired_kw)
 
-    def step(self, *containers: ContainerInfo, now: datetime = T0, undrained: tuple[str, ...] = (),
-             progress_at: datetime | None = None, **fact_kw: Any) -> Decision:
-        d = decide(self.desired(), observed(*containers, undrained=undrained, progress_at=progress_at),
-                   self.status, facts(now, **fact_kw))
+    def step(
+        self,
+        *containers: ContainerInfo,
+        now: datetime = T0,
+        undrained: tuple[str, ...] = (),
+        progress_at: datetime | None = None,
+        **fact_kw: Any,
+    ) -> Decision:
+        d = decide(
+            self.desired(),
+            observed(*containers, undrained=undrained, progress_at=progress_at),
+            self.status,
+            facts(now, **fact_kw),
+        )
         self.status = d.status
         self.last = d
         return d
 
-    def edit(self, m: JobManifest | None = None, **desired_kw: Any) -> "Job":
+    def edit(self, m: JobManifest | None = None, **desired_kw: Any) -> Job:
         """Change what the specs folder says (a new manifest, deletion with `None`, or an error/config note)."""
         self.m = m
         self.desired_kw = desired_kw

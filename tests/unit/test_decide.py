@@ -129,7 +129,8 @@ def test_exit_0_is_written_to_the_attempt_history():
     job, _ = running_job(M)
     h = job.step(exited(M, 1, 0), now=at(31)).status.history
     assert [(r.attempt, r.outcome, r.reason, r.exitCode, r.counted) for r in h] == [
-        (1, "Succeeded", "Completed", 0, False)]
+        (1, "Succeeded", "Completed", 0, False)
+    ]
 
 
 def test_finished_container_is_removed_once_its_log_is_complete():
@@ -172,20 +173,31 @@ def test_on_failure_backs_off_instead_of_failing():
     job, _ = running_job(m)
     d = job.step(exited(m, 1, 1), now=at(30))
     st = d.status
-    assert (st.phase, st.reason, st.failures, st.nextAttemptAt, d.requeue_after) == ("Pending", "BackingOff", 1,
-                                                                                      at(40), 10)
+    assert (st.phase, st.reason, st.failures, st.nextAttemptAt, d.requeue_after) == (
+        "Pending",
+        "BackingOff",
+        1,
+        at(40),
+        10,
+    )
     assert (st.condition("BackingOff").status, st.history[-1].counted, creates(d)) == ("True", True, [])
 
 
-@pytest.mark.parametrize("spec, delays", [
-    ({}, [10, 20, 40, 80, 160, 300, 300]),
-    ({"backoff": {"initialSeconds": 1, "maxSeconds": 3}}, [1, 2, 3, 3]),
-    ({"backoff": {"initialSeconds": 5}}, [5, 10, 20]),
-], ids=["default-10s-doubling-to-5min", "custom-capped", "custom-initial"])
+@pytest.mark.parametrize(
+    "spec, delays",
+    [
+        ({}, [10, 20, 40, 80, 160, 300, 300]),
+        ({"backoff": {"initialSeconds": 1, "maxSeconds": 3}}, [1, 2, 3, 3]),
+        ({"backoff": {"initialSeconds": 5}}, [5, 10, 20]),
+    ],
+    ids=["default-10s-doubling-to-5min", "custom-capped", "custom-initial"],
+)
 def test_backoff_doubles_from_initial_up_to_max(spec, delays):
     job = Job(manifest(restartPolicy="OnFailure", backoffLimit=len(delays), **spec))
-    got = [(d.status.nextAttemptAt - d.status.history[-1].finishedAt).total_seconds()
-           for d in fail_repeatedly(job, len(delays))]
+    got = [
+        (d.status.nextAttemptAt - d.status.history[-1].finishedAt).total_seconds()
+        for d in fail_repeatedly(job, len(delays))
+    ]
     assert got == delays
 
 
@@ -213,12 +225,16 @@ def test_started_retry_clears_backing_off():
     assert (st.phase, st.nextAttemptAt, st.condition("BackingOff").status) == ("Running", None, "False")
 
 
-@pytest.mark.parametrize("spec, allowed, reason", [
-    ({}, 1, "Error"),
-    ({"restartPolicy": "OnFailure"}, 4, "BackoffLimitExceeded"),
-    ({"restartPolicy": "OnFailure", "backoffLimit": 1}, 2, "BackoffLimitExceeded"),
-    ({"backoffLimit": 2}, 3, "BackoffLimitExceeded"),
-], ids=["never-default-0", "onfailure-default-3", "onfailure-limit-1", "never-limit-2"])
+@pytest.mark.parametrize(
+    "spec, allowed, reason",
+    [
+        ({}, 1, "Error"),
+        ({"restartPolicy": "OnFailure"}, 4, "BackoffLimitExceeded"),
+        ({"restartPolicy": "OnFailure", "backoffLimit": 1}, 2, "BackoffLimitExceeded"),
+        ({"backoffLimit": 2}, 3, "BackoffLimitExceeded"),
+    ],
+    ids=["never-default-0", "onfailure-default-3", "onfailure-limit-1", "never-limit-2"],
+)
 def test_job_fails_when_failures_exceed_backoff_limit(spec, allowed, reason):
     job = Job(manifest(**spec))
     decisions = fail_repeatedly(job, allowed)
@@ -319,8 +335,12 @@ def test_container_removed_after_its_id_was_recorded_is_an_interruption():
     job, _ = running_job(M)
     d = job.step(now=at(60))  # the container is gone, its exit never seen
     h = d.status.history[-1]
-    assert (h.outcome, h.reason, d.status.failures, creates(d)) == ("Interrupted", "ContainerRemoved", 0,
-                                                                    [Create(name_of(M, 2), 2)])
+    assert (h.outcome, h.reason, d.status.failures, creates(d)) == (
+        "Interrupted",
+        "ContainerRemoved",
+        0,
+        [Create(name_of(M, 2), 2)],
+    )
 
 
 # ---- activeDeadlineSeconds ------------------------------------------------------------------------------------
@@ -336,8 +356,11 @@ def test_active_deadline_requeues_for_the_time_left():
 def test_active_deadline_exceeded_stops_and_fails():
     job, c = running_job(DEADLINE)
     d = job.step(c, now=at(60))
-    assert (stops(d), d.status.phase, d.status.reason) == ([Stop(c.name, 30, "DeadlineExceeded")], "Failed",
-                                                           "DeadlineExceeded")
+    assert (stops(d), d.status.phase, d.status.reason) == (
+        [Stop(c.name, 30, "DeadlineExceeded")],
+        "Failed",
+        "DeadlineExceeded",
+    )
     assert d.status.stopping.reason == "DeadlineExceeded"
 
 
@@ -351,8 +374,11 @@ def test_deadline_exceeded_container_exit_is_recorded_as_stopped():
     job, c = running_job(DEADLINE)
     job.step(c, now=at(60))
     d = job.step(exited(DEADLINE, 1, 137, finished=at(61)), now=at(62))
-    assert (d.status.history[-1].outcome, d.status.reason, d.actions) == ("Stopped", "DeadlineExceeded",
-                                                                          [Remove(c.name)])
+    assert (d.status.history[-1].outcome, d.status.reason, d.actions) == (
+        "Stopped",
+        "DeadlineExceeded",
+        [Remove(c.name)],
+    )
 
 
 def test_deadline_exceeded_while_backing_off_fails_without_a_new_attempt():
@@ -371,7 +397,9 @@ def test_deadline_clock_pauses_while_suspended():
     job.edit(m).step(now=at(5000))  # resumed: attempt 2
     c2 = container(m, 2, started=at(5000))
     assert (job.step(c2, now=at(5039)).actions, stops(job.step(c2, now=at(5040)))) == (
-        [], [Stop(c2.name, 30, "DeadlineExceeded")])
+        [],
+        [Stop(c2.name, 30, "DeadlineExceeded")],
+    )
 
 
 # ---- progressDeadlineSeconds ----------------------------------------------------------------------------------
@@ -381,8 +409,11 @@ PROGRESS = manifest(progressDeadlineSeconds=60)
 def test_progress_stall_stops_the_attempt_with_intent():
     job, c = running_job(PROGRESS)
     d = job.step(c, now=at(61))
-    assert (d.actions, d.status.stopping.reason, d.status.phase) == ([Stop(c.name, 30, "ProgressStalled")],
-                                                                     "ProgressStalled", "Running")
+    assert (d.actions, d.status.stopping.reason, d.status.phase) == (
+        [Stop(c.name, 30, "ProgressStalled")],
+        "ProgressStalled",
+        "Running",
+    )
     assert "ProgressStalled" in reasons(d)
 
 
@@ -399,10 +430,14 @@ def test_pending_stop_intent_is_sent_again_without_new_events():
     assert (d.actions, d.events) == ([Stop(c.name, 30, "ProgressStalled")], [])
 
 
-@pytest.mark.parametrize("spec, phase, reason", [
-    ({}, "Failed", "ProgressStalled"),
-    ({"restartPolicy": "OnFailure"}, "Pending", "BackingOff"),
-], ids=["never", "on-failure"])
+@pytest.mark.parametrize(
+    "spec, phase, reason",
+    [
+        ({}, "Failed", "ProgressStalled"),
+        ({"restartPolicy": "OnFailure"}, "Pending", "BackingOff"),
+    ],
+    ids=["never", "on-failure"],
+)
 def test_progress_stalled_exit_is_a_counted_failure(spec, phase, reason):
     m = manifest(progressDeadlineSeconds=60, **spec)
     job, c = running_job(m)
@@ -424,8 +459,11 @@ def test_suspended_before_start_never_creates():
 def test_suspend_while_running_stops_with_intent():
     job, c = running_job(M)
     d = job.edit(SUSPENDED).step(c, now=at(10))
-    assert (d.actions, d.status.stopping.reason, d.status.phase) == ([Stop(c.name, 30, "Suspended")], "Suspended",
-                                                                     "Running")
+    assert (d.actions, d.status.stopping.reason, d.status.phase) == (
+        [Stop(c.name, 30, "Suspended")],
+        "Suspended",
+        "Running",
+    )
     assert "Stopping" in reasons(d)
 
 
@@ -457,7 +495,8 @@ def test_stop_uses_the_grace_period_the_container_was_created_with():
     m = manifest(terminationGracePeriodSeconds=5)
     job, c = running_job(m)
     assert job.edit(manifest(terminationGracePeriodSeconds=5, suspend=True)).step(c, now=at(10)).actions == [
-        Stop(c.name, 5, "Suspended")]
+        Stop(c.name, 5, "Suspended")
+    ]
 
 
 # ---- spec edits and reruns ------------------------------------------------------------------------------------
@@ -510,9 +549,16 @@ def test_rerun_attempts_have_their_own_container_names():
     assert name_of(manifest(runId="r2"), 1) != name_of(M, 1)
 
 
-@pytest.mark.parametrize("edit", [
-    {"labels": {"team": "grid"}}, {"priority": 5}, {"ttlSecondsAfterFinished": 60}, {"suspend": True},
-], ids=["labels", "priority", "ttl", "suspend"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"labels": {"team": "grid"}},
+        {"priority": 5},
+        {"ttlSecondsAfterFinished": 60},
+        {"suspend": True},
+    ],
+    ids=["labels", "priority", "ttl", "suspend"],
+)
 def test_control_field_edit_leaves_a_finished_job_finished(edit):
     labels = edit.pop("labels", None)
     d = finished_job(M).edit(manifest(labels=labels, **edit)).step(now=at(100))
@@ -526,8 +572,10 @@ def test_label_edit_is_copied_to_the_status():
 def test_finished_job_tidies_a_leftover_container_of_an_earlier_run():
     old = exited(V1, 1, 143)
     d = finished_job(V2).step(old, now=at(100))
-    assert ((d.status.history[-1].reason, d.status.phase), d.actions) == (("Superseded", "Succeeded"),
-                                                                          [Remove(old.name)])
+    assert ((d.status.history[-1].reason, d.status.phase), d.actions) == (
+        ("Superseded", "Succeeded"),
+        [Remove(old.name)],
+    )
 
 
 def test_stale_container_of_an_earlier_run_blocks_recreating_the_current_attempt():
@@ -597,8 +645,7 @@ def test_deciding_again_on_its_own_output_is_a_fixed_point(build):
 def test_spec_deleted_stops_the_running_container():
     job, c = running_job(M)
     d = job.edit(None).step(c, now=at(10))
-    assert (d.actions, d.status.phase, d.status.reason) == ([Stop(c.name, 30, "SpecDeleted")], "Stopped",
-                                                            "SpecDeleted")
+    assert (d.actions, d.status.phase, d.status.reason) == ([Stop(c.name, 30, "SpecDeleted")], "Stopped", "SpecDeleted")
     assert "SpecDeleted" in reasons(d)
 
 
@@ -612,8 +659,10 @@ def test_spec_deleted_exit_is_recorded_and_the_container_removed():
     job, c = running_job(M)
     job.edit(None).step(c, now=at(10))
     d = job.step(exited(M, 1, 143, finished=at(11)), now=at(12))
-    assert ((d.status.history[-1].outcome, d.status.history[-1].reason), d.actions) == (("Stopped", "SpecDeleted"),
-                                                                                      [Remove(c.name)])
+    assert ((d.status.history[-1].outcome, d.status.history[-1].reason), d.actions) == (
+        ("Stopped", "SpecDeleted"),
+        [Remove(c.name)],
+    )
 
 
 def test_spec_deleted_before_the_job_started_stops_it_without_finish_time():
@@ -637,8 +686,10 @@ def test_spec_deleted_for_an_unknown_job_does_nothing():
 def test_spec_deleted_orphan_container_gets_a_record_and_a_stop():
     c = container(M, 1)
     d = Job(None).step(c)
-    assert ((d.status.phase, d.status.reason), d.actions) == (("Stopped", "SpecDeleted"),
-                                                              [Stop(c.name, 30, "SpecDeleted")])
+    assert ((d.status.phase, d.status.reason), d.actions) == (
+        ("Stopped", "SpecDeleted"),
+        [Stop(c.name, 30, "SpecDeleted")],
+    )
 
 
 def test_spec_restored_after_a_delete_runs_a_new_attempt():
@@ -658,8 +709,12 @@ def test_spec_deleted_finished_job_keeps_its_outcome():
 def test_invalid_spec_without_a_container_fails_invalid_spec():
     d = Job(None, error=ERROR).step()
     st = d.status
-    assert (st.phase, st.reason, st.message, st.condition("SpecValid").status) == ("Failed", "InvalidSpec", ERROR,
-                                                                                   "False")
+    assert (st.phase, st.reason, st.message, st.condition("SpecValid").status) == (
+        "Failed",
+        "InvalidSpec",
+        ERROR,
+        "False",
+    )
     assert [(e.reason, e.type) for e in d.events] == [("InvalidSpec", "Warning")]
 
 
@@ -676,7 +731,11 @@ def test_an_exit_while_the_spec_is_invalid_waits_for_the_valid_spec():
     assert (d.status.history, d.actions, d.status.reason) == ([], [], "InvalidSpec")
     d = job.edit(M).step(exited(M, 1, 0), now=at(40))
     assert (d.status.phase, d.status.history[-1].outcome, d.actions, creates(d)) == (
-        "Succeeded", "Succeeded", [Remove(c.name)], [])
+        "Succeeded",
+        "Succeeded",
+        [Remove(c.name)],
+        [],
+    )
 
 
 def test_a_failure_while_the_spec_is_invalid_is_judged_by_the_restored_policy():
@@ -705,8 +764,11 @@ def test_fixed_spec_runs_the_job():
     job = Job(None, error=ERROR)
     job.step()
     d = job.edit(M).step(now=at(10))
-    assert (d.actions, d.status.phase, d.status.condition("SpecValid").status) == ([Create(name_of(M, 1), 1)],
-                                                                                   "Pending", "True")
+    assert (d.actions, d.status.phase, d.status.condition("SpecValid").status) == (
+        [Create(name_of(M, 1), 1)],
+        "Pending",
+        "True",
+    )
 
 
 def test_spec_fixed_while_running_keeps_the_attempt():
@@ -747,7 +809,12 @@ def test_fail_attempt_start_fails_the_job_with_reason_and_message():
     d = fail_attempt_start(job.status, "ImageNotFound", "image busybox:latest could not be pulled", at(1))
     st = d.status
     assert (st.phase, st.reason, st.message, st.finishedAt, d.actions) == (
-        "Failed", "ImageNotFound", "image busybox:latest could not be pulled", at(1), [])
+        "Failed",
+        "ImageNotFound",
+        "image busybox:latest could not be pulled",
+        at(1),
+        [],
+    )
     assert [(e.reason, e.type) for e in d.events] == [("Failed", "Warning")]
 
 
@@ -760,8 +827,11 @@ def test_failed_start_is_not_retried():
 
 # ---- names ----------------------------------------------------------------------------------------------------
 def test_container_name_is_deterministic():
-    assert container_name(INSTANCE, "job", run_key("abc123def4567890", None), 3) == \
-        container_name(INSTANCE, "job", run_key("abc123def4567890", None), 3) == "opeva-a1b2c3-job-abc123de-3"
+    assert (
+        container_name(INSTANCE, "job", run_key("abc123def4567890", None), 3)
+        == container_name(INSTANCE, "job", run_key("abc123def4567890", None), 3)
+        == "opeva-a1b2c3-job-abc123de-3"
+    )
 
 
 def test_run_key_without_run_id_is_the_generation_prefix():
@@ -772,16 +842,23 @@ def test_run_key_is_deterministic_per_run_id():
     assert run_key("g", "r1") == run_key("g", "r1") != run_key("g", "r2")
 
 
-@pytest.mark.parametrize("other", [
-    ("zzzzzz", "job", "abc123def456", 1), ("a1b2c3", "job2", "abc123def456", 1),
-    ("a1b2c3", "job", "ffff23def456", 1), ("a1b2c3", "job", "abc123def456", 2),
-], ids=["instance", "job", "run", "attempt"])
+@pytest.mark.parametrize(
+    "other",
+    [
+        ("zzzzzz", "job", "abc123def456", 1),
+        ("a1b2c3", "job2", "abc123def456", 1),
+        ("a1b2c3", "job", "ffff23def456", 1),
+        ("a1b2c3", "job", "abc123def456", 2),
+    ],
+    ids=["instance", "job", "run", "attempt"],
+)
 def test_container_name_differs_when_any_part_differs(other):
     assert container_name(*other) != container_name("a1b2c3", "job", "abc123def456", 1)
 
 
-@pytest.mark.parametrize("kw, exists", [({}, False), ({"error": ERROR}, True), ({"manifest": M}, True)],
-                         ids=["deleted", "invalid", "valid"])
+@pytest.mark.parametrize(
+    "kw, exists", [({}, False), ({"error": ERROR}, True), ({"manifest": M}, True)], ids=["deleted", "invalid", "valid"]
+)
 def test_desired_exists_when_a_file_names_the_job(kw, exists):
     assert desired_for(None, **kw).exists is exists
 
@@ -821,8 +898,11 @@ def test_empty_run_id_is_the_same_run_as_no_run_id():
     assert (d.actions, d.status.phase) == ([], "Succeeded")
 
 
-@pytest.mark.parametrize("first, then", [(V1, V2), (M, SUSPENDED), (M, None), (DEADLINE, DEADLINE)],
-                         ids=["superseded", "suspended", "spec-deleted", "deadline"])
+@pytest.mark.parametrize(
+    "first, then",
+    [(V1, V2), (M, SUSPENDED), (M, None), (DEADLINE, DEADLINE)],
+    ids=["superseded", "suspended", "spec-deleted", "deadline"],
+)
 def test_never_started_container_that_must_go_is_removed(first, then):
     job = Job(first)
     job.step()
@@ -851,7 +931,6 @@ def test_older_exited_attempt_is_recorded_and_removed_after_adopting_a_newer_one
     actions = job.step(old, container(M, 2, started=at(40)), now=at(50)).actions
     actions += job.step(old, container(M, 2, started=at(40)), now=at(51)).actions
     assert (job.status.recorded(old.name), Remove(old.name) in actions) == (True, True)
-
 
 
 # ---- a signal death waits before it is blamed on the job ------------------------------------------------------

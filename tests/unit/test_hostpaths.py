@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.hostpaths import (HostPathError, check, container_id, find_mount, parse_mountinfo,
-                                  path_in_filesystem)
+from controller.hostpaths import HostPathError, check, container_id, find_mount, parse_mountinfo, path_in_filesystem
 
 CID = "4f1d2c3b" * 8
 
@@ -25,16 +24,21 @@ SAME_PATH = f"""\
 DIFFERENT_PATH = SAME_PATH.replace(" /opt/opeva_shared_data /opt/opeva_shared_data ", " /opt/opeva_shared_data /data ")
 
 # The host's /srv is its own partition (/dev/sdb1): the root field is relative to that filesystem.
-OWN_PARTITION = SAME_PATH.replace("854 845 8:1 /opt/opeva_shared_data /opt/opeva_shared_data rw,relatime - ext4 /dev/sda1",
-                                  "854 845 8:17 /opeva /srv/opeva rw,relatime - ext4 /dev/sdb1")
+OWN_PARTITION = SAME_PATH.replace(
+    "854 845 8:1 /opt/opeva_shared_data /opt/opeva_shared_data rw,relatime - ext4 /dev/sda1",
+    "854 845 8:17 /opeva /srv/opeva rw,relatime - ext4 /dev/sdb1",
+)
 
 # A named volume at /data.
-VOLUME = SAME_PATH.replace("854 845 8:1 /opt/opeva_shared_data /opt/opeva_shared_data",
-                           "854 845 8:1 /var/lib/docker/volumes/opeva/_data /data")
+VOLUME = SAME_PATH.replace(
+    "854 845 8:1 /opt/opeva_shared_data /opt/opeva_shared_data", "854 845 8:1 /var/lib/docker/volumes/opeva/_data /data"
+)
 
 # An NFS export mounted on the host at /mnt/share and bind-mounted whole at the same path.
-NFS_ROOT = SAME_PATH.replace("854 845 8:1 /opt/opeva_shared_data /opt/opeva_shared_data rw,relatime - ext4 /dev/sda1 rw",
-                             "854 845 0:80 / /mnt/share rw,relatime shared:5 - nfs4 nas:/export/opeva rw,vers=4.2")
+NFS_ROOT = SAME_PATH.replace(
+    "854 845 8:1 /opt/opeva_shared_data /opt/opeva_shared_data rw,relatime - ext4 /dev/sda1 rw",
+    "854 845 0:80 / /mnt/share rw,relatime shared:5 - nfs4 nas:/export/opeva rw,vers=4.2",
+)
 
 # No mount for the data folder at all: it lives in the container's overlay.
 NO_MOUNT = "\n".join(line for line in SAME_PATH.splitlines() if " 854 " not in f" {line}")
@@ -51,19 +55,31 @@ def test_parse_fields_and_optional_fields():
     ms = mounts(SAME_PATH)
     assert len(ms) == 8
     root = ms[0]
-    assert (root.mount_id, root.parent_id, root.root, root.mount_point, root.fstype, root.source) == \
-        (845, 732, "/", "/", "overlay", "overlay")
+    assert (root.mount_id, root.parent_id, root.root, root.mount_point, root.fstype, root.source) == (
+        845,
+        732,
+        "/",
+        "/",
+        "overlay",
+        "overlay",
+    )
     data = ms[6]
-    assert (data.root, data.mount_point, data.fstype, data.source) == \
-        ("/opt/opeva_shared_data", "/opt/opeva_shared_data", "ext4", "/dev/sda1")
+    assert (data.root, data.mount_point, data.fstype, data.source) == (
+        "/opt/opeva_shared_data",
+        "/opt/opeva_shared_data",
+        "ext4",
+        "/dev/sda1",
+    )
     nfs = mounts(NFS_ROOT)[6]  # "shared:5" optional field before the separator
     assert (nfs.fstype, nfs.source) == ("nfs4", "nas:/export/opeva")
 
 
 def test_parse_octal_escapes_and_garbage():
-    text = ("900 845 8:1 /home/me/my\\040data /my\\040data rw - ext4 /dev/sda1 rw\n"
-            "this is not a mountinfo line\n\n"
-            "901 845 8:1 / /x rw\n")  # no separator: skipped
+    text = (
+        "900 845 8:1 /home/me/my\\040data /my\\040data rw - ext4 /dev/sda1 rw\n"
+        "this is not a mountinfo line\n\n"
+        "901 845 8:1 / /x rw\n"
+    )  # no separator: skipped
     ms = mounts(text)
     assert [(m.root, m.mount_point) for m in ms] == [("/home/me/my data", "/my data")]
 
@@ -155,7 +171,9 @@ def test_symlinked_data_folder_is_resolved_for_the_mount_lookup():
 def test_docker_inspect_takes_precedence():
     # The host path goes through a symlink (/opt/opeva_shared_data -> /srv/data): mountinfo shows /srv/data,
     # Docker recorded the path the user gave. Docker's record decides.
-    ms = mounts(SAME_PATH.replace(" /opt/opeva_shared_data /opt/opeva_shared_data ", " /srv/data /opt/opeva_shared_data "))
+    ms = mounts(
+        SAME_PATH.replace(" /opt/opeva_shared_data /opt/opeva_shared_data ", " /srv/data /opt/opeva_shared_data ")
+    )
     with pytest.raises(HostPathError):
         check("/opt/opeva_shared_data", None, ms, realpath=lambda p: p)
     seen = []

@@ -24,8 +24,9 @@ GI = 2**30
 MACHINE = Capacity(cpus=4, memory=8 * GI, gpu_ids=("0", "1"))
 
 
-def job(name: str, cpus: float = 0, mem: float = 0, gpus: int = 0, prio: int = 0, t: float = 0,
-        queue: str | None = None) -> PendingJob:
+def job(
+    name: str, cpus: float = 0, mem: float = 0, gpus: int = 0, prio: int = 0, t: float = 0, queue: str | None = None
+) -> PendingJob:
     """A pending job submitted `t` seconds after T0."""
     return PendingJob(name, Request(cpus, int(mem * GI), gpus), prio, T0 + timedelta(seconds=t), queue)
 
@@ -50,45 +51,112 @@ CASES = [
     ("cpu full", MACHINE, [held("r", 4)], [job("a", 1)], {"a": "InsufficientCPU"}),
     ("memory full", MACHINE, [held("r", 0, 7.5)], [job("a", 0, 1)], {"a": "InsufficientMemory"}),
     ("gpus taken", MACHINE, [held("r", gpus=("0", "1"))], [job("a", gpus=1)], {"a": "InsufficientGPU"}),
-    ("two fit, third waits", MACHINE, [], [job("a", 2, t=0), job("b", 2, t=1), job("c", 2, t=2)],
-     {"a": "start", "b": "start", "c": "InsufficientCPU"}),
-    ("priority beats submission time", Capacity(1, 8 * GI), [],
-     [job("early", 1, t=0), job("urgent", 1, prio=5, t=9)], {"urgent": "start", "early": "InsufficientCPU"}),
-    ("fifo within a priority", Capacity(1, 8 * GI), [], [job("zz", 1, t=0), job("aa", 1, t=1)],
-     {"zz": "start", "aa": "InsufficientCPU"}),
-    ("big head holds back a small job", MACHINE, [held("r", 2)], [job("big", 4, t=0), job("small", 1, t=1)],
-     {"big": "InsufficientCPU", "small": "InsufficientCPU"}),
-    ("backfill what the head does not need", MACHINE, [held("r", 2)],
-     [job("big", 4, t=0), job("mem-only", 0, 1, t=1)], {"big": "InsufficientCPU", "mem-only": "start"}),
-    ("backfill only beyond the head's full request", MACHINE, [held("r", 0, 0, ("0",))],
-     [job("gpu-head", 2, gpus=2, t=0), job("cpu-small", 2, t=1), job("cpu-more", 1, t=2)],
-     {"gpu-head": "InsufficientGPU", "cpu-small": "start", "cpu-more": "InsufficientCPU"}),
-    ("every waiting job ahead holds back", Capacity(4, 8 * GI), [held("r", 3)],
-     [job("a", 2, t=0), job("b", 2, t=1), job("c", 1, t=2)], {"a": "InsufficientCPU", "b": "InsufficientCPU",
-                                                               "c": "InsufficientCPU"}),
+    (
+        "two fit, third waits",
+        MACHINE,
+        [],
+        [job("a", 2, t=0), job("b", 2, t=1), job("c", 2, t=2)],
+        {"a": "start", "b": "start", "c": "InsufficientCPU"},
+    ),
+    (
+        "priority beats submission time",
+        Capacity(1, 8 * GI),
+        [],
+        [job("early", 1, t=0), job("urgent", 1, prio=5, t=9)],
+        {"urgent": "start", "early": "InsufficientCPU"},
+    ),
+    (
+        "fifo within a priority",
+        Capacity(1, 8 * GI),
+        [],
+        [job("zz", 1, t=0), job("aa", 1, t=1)],
+        {"zz": "start", "aa": "InsufficientCPU"},
+    ),
+    (
+        "big head holds back a small job",
+        MACHINE,
+        [held("r", 2)],
+        [job("big", 4, t=0), job("small", 1, t=1)],
+        {"big": "InsufficientCPU", "small": "InsufficientCPU"},
+    ),
+    (
+        "backfill what the head does not need",
+        MACHINE,
+        [held("r", 2)],
+        [job("big", 4, t=0), job("mem-only", 0, 1, t=1)],
+        {"big": "InsufficientCPU", "mem-only": "start"},
+    ),
+    (
+        "backfill only beyond the head's full request",
+        MACHINE,
+        [held("r", 0, 0, ("0",))],
+        [job("gpu-head", 2, gpus=2, t=0), job("cpu-small", 2, t=1), job("cpu-more", 1, t=2)],
+        {"gpu-head": "InsufficientGPU", "cpu-small": "start", "cpu-more": "InsufficientCPU"},
+    ),
+    (
+        "every waiting job ahead holds back",
+        Capacity(4, 8 * GI),
+        [held("r", 3)],
+        [job("a", 2, t=0), job("b", 2, t=1), job("c", 1, t=2)],
+        {"a": "InsufficientCPU", "b": "InsufficientCPU", "c": "InsufficientCPU"},
+    ),
     ("too big for the machine", MACHINE, [], [job("huge", 5)], {"huge": "Unschedulable"}),
     ("too much memory", MACHINE, [], [job("huge", 1, 9)], {"huge": "Unschedulable"}),
     ("no gpus at all", Capacity(4, 8 * GI), [], [job("g", gpus=1)], {"g": "Unschedulable"}),
-    ("unschedulable holds nothing back", Capacity(1, 8 * GI), [], [job("huge", 2, t=0), job("a", 1, t=1)],
-     {"huge": "Unschedulable", "a": "start"}),
+    (
+        "unschedulable holds nothing back",
+        Capacity(1, 8 * GI),
+        [],
+        [job("huge", 2, t=0), job("a", 1, t=1)],
+        {"huge": "Unschedulable", "a": "start"},
+    ),
     ("global maxRunning", Capacity(4, 8 * GI, max_running=1), [held("r")], [job("a")], {"a": "QueueFull"}),
-    ("maxRunning counts jobs started in this pass", Capacity(4, 8 * GI, max_running=2), [],
-     [job("a", t=0), job("b", t=1), job("c", t=2)], {"a": "start", "b": "start", "c": "QueueFull"}),
-    ("queue limit", Capacity(4, 8 * GI, queues={"q": 1}), [held("r", queue="q")],
-     [job("a", queue="q"), job("b", queue="other")], {"a": "QueueFull", "b": "start"}),
-    ("queue limit in one pass", Capacity(4, 8 * GI, queues={"q": 1}), [],
-     [job("a", queue="q", t=0), job("b", queue="q", t=1)], {"a": "start", "b": "QueueFull"}),
-    ("a queue-limited job holds no resources", Capacity(2, 8 * GI, queues={"q": 1}), [held("r", 1, queue="q")],
-     [job("a", 1, queue="q", t=0), job("b", 1, t=1)], {"a": "QueueFull", "b": "start"}),
-    ("maxRunning 0 pauses a queue", Capacity(4, 8 * GI, queues={"q": 0}), [], [job("a", queue="q")],
-     {"a": "QueueFull"}),
-    ("over-committed after a restart: nothing starts", Capacity(2, 8 * GI), [held("r1", 2), held("r2", 1)],
-     [job("a", 0.5)], {"a": "InsufficientCPU"}),
+    (
+        "maxRunning counts jobs started in this pass",
+        Capacity(4, 8 * GI, max_running=2),
+        [],
+        [job("a", t=0), job("b", t=1), job("c", t=2)],
+        {"a": "start", "b": "start", "c": "QueueFull"},
+    ),
+    (
+        "queue limit",
+        Capacity(4, 8 * GI, queues={"q": 1}),
+        [held("r", queue="q")],
+        [job("a", queue="q"), job("b", queue="other")],
+        {"a": "QueueFull", "b": "start"},
+    ),
+    (
+        "queue limit in one pass",
+        Capacity(4, 8 * GI, queues={"q": 1}),
+        [],
+        [job("a", queue="q", t=0), job("b", queue="q", t=1)],
+        {"a": "start", "b": "QueueFull"},
+    ),
+    (
+        "a queue-limited job holds no resources",
+        Capacity(2, 8 * GI, queues={"q": 1}),
+        [held("r", 1, queue="q")],
+        [job("a", 1, queue="q", t=0), job("b", 1, t=1)],
+        {"a": "QueueFull", "b": "start"},
+    ),
+    (
+        "maxRunning 0 pauses a queue",
+        Capacity(4, 8 * GI, queues={"q": 0}),
+        [],
+        [job("a", queue="q")],
+        {"a": "QueueFull"},
+    ),
+    (
+        "over-committed after a restart: nothing starts",
+        Capacity(2, 8 * GI),
+        [held("r1", 2), held("r2", 1)],
+        [job("a", 0.5)],
+        {"a": "InsufficientCPU"},
+    ),
 ]
 
 
-@pytest.mark.parametrize("capacity, reservations, pending, expected", [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("capacity, reservations, pending, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_schedule(capacity, reservations, pending, expected):
     assert outcome(schedule(capacity, reservations, pending)) == expected
 
@@ -100,8 +168,11 @@ def test_positions_count_waiting_jobs_in_queue_order():
 
 
 def test_gpus_are_assigned_by_id_and_never_shared():
-    plan = schedule(Capacity(8, 8 * GI, gpu_ids=("0", "1", "2", "3")), [held("r", gpus=("1",))],
-                    [job("a", gpus=2, t=0), job("b", gpus=1, t=1), job("c", gpus=1, t=2)])
+    plan = schedule(
+        Capacity(8, 8 * GI, gpu_ids=("0", "1", "2", "3")),
+        [held("r", gpus=("1",))],
+        [job("a", gpus=2, t=0), job("b", gpus=1, t=1), job("c", gpus=1, t=2)],
+    )
     assert plan.admitted == {"a": ("0", "2"), "b": ("3",)}
     assert plan.waiting["c"].reason == "InsufficientGPU"
 
@@ -131,11 +202,28 @@ def test_schedule_is_deterministic_for_equal_submission_times():
 
 
 # ---- the shared object ----------------------------------------------------------------------------------------
-def live(name: str, cpus: float | None = None, memory: int | None = None, gpus: tuple[str, ...] = (),
-         queue: str | None = None, state: str = "running") -> ContainerInfo:
+def live(
+    name: str,
+    cpus: float | None = None,
+    memory: int | None = None,
+    gpus: tuple[str, ...] = (),
+    queue: str | None = None,
+    state: str = "running",
+) -> ContainerInfo:
     labels = {LABEL_JOB: name, **({LABEL_QUEUE: queue} if queue else {})}
-    return ContainerInfo(id=f"id-{name}", name=f"c-{name}", job=name, generation="g", run="r", attempt=1,
-                         state=state, labels=labels, cpus=cpus, memory=memory, gpu_ids=gpus)
+    return ContainerInfo(
+        id=f"id-{name}",
+        name=f"c-{name}",
+        job=name,
+        generation="g",
+        run="r",
+        attempt=1,
+        state=state,
+        labels=labels,
+        cpus=cpus,
+        memory=memory,
+        gpu_ids=gpus,
+    )
 
 
 def test_admit_takes_the_reservation():
@@ -266,8 +354,9 @@ def test_given_figures_are_what_jobs_get_and_the_reserve_comes_off_detected_ones
     assert machine_capacity(gpus=()).cpus - detected.cpus == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("text, ids", [("0,1,2", ("0", "1", "2")), (" 3 , 1 ", ("3", "1")), ("none", ()),
-                                       ("", ()), (None, None)])
+@pytest.mark.parametrize(
+    "text, ids", [("0,1,2", ("0", "1", "2")), (" 3 , 1 ", ("3", "1")), ("none", ()), ("", ()), (None, None)]
+)
 def test_parse_gpu_list(text, ids):
     assert parse_gpu_list(text) == ids
 
@@ -284,10 +373,16 @@ def test_parse_queues_from_json_and_from_a_file(tmp_path):
     assert parse_queues(str(f)) == {"gpu-long": 2, "cpu": 0}
 
 
-@pytest.mark.parametrize("text, problem", [('{"q": {"maxRuning": 2}}', "must be {maxRunning: N}"),
-                                           ('{"q": {"maxRunning": -1}}', "non-negative"),
-                                           ("[1]", "expected a mapping"), ("{not json", "not valid JSON"),
-                                           ("/nonexistent/queues.yaml", "cannot read")])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('{"q": {"maxRuning": 2}}', "must be {maxRunning: N}"),
+        ('{"q": {"maxRunning": -1}}', "non-negative"),
+        ("[1]", "expected a mapping"),
+        ("{not json", "not valid JSON"),
+        ("/nonexistent/queues.yaml", "cannot read"),
+    ],
+)
 def test_parse_queues_rejects_bad_input(text, problem):
     with pytest.raises(ValueError, match=problem.replace("{", r"\{").replace("[", r"\[")):
         parse_queues(text)
@@ -316,7 +411,7 @@ def test_a_bad_capacity_setting_names_its_variable(monkeypatch, tmp_path):
 def test_a_bad_capacity_flag_is_a_usage_error(tmp_path):
     from click.testing import CliRunner
 
-    from controller.cli import main
+    from cli.main import main
 
     result = CliRunner().invoke(main, ["run", "--data", str(tmp_path), "--no-api", "--queues", '{"q": 2}'])
     assert result.exit_code == 2 and "must be {maxRunning: N}" in result.output

@@ -36,45 +36,57 @@ def text_rejection(text, fmt: str = "yaml") -> str:
 
 
 # ---- strictness -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("document, field", [
-    ({**doc(), "extra": 1}, "extra"),
-    (doc(imagee="x"), "spec.imagee"),
-    ({**doc(), "metadata": {"name": "job", "namespace": "x"}}, "metadata.namespace"),
-    (doc(resources={"cpu": 2}), "spec.resources.cpu"),
-    (doc(backoff={"initial": 1}), "spec.backoff.initial"),
-    (doc(failurePolicy=[{"exitCode": [1], "action": "FailJob"}]), "spec.failurePolicy.0.exitCode"),
-], ids=["top", "spec", "metadata", "resources", "backoff", "failure-rule"])
+@pytest.mark.parametrize(
+    "document, field",
+    [
+        ({**doc(), "extra": 1}, "extra"),
+        (doc(imagee="x"), "spec.imagee"),
+        ({**doc(), "metadata": {"name": "job", "namespace": "x"}}, "metadata.namespace"),
+        (doc(resources={"cpu": 2}), "spec.resources.cpu"),
+        (doc(backoff={"initial": 1}), "spec.backoff.initial"),
+        (doc(failurePolicy=[{"exitCode": [1], "action": "FailJob"}]), "spec.failurePolicy.0.exitCode"),
+    ],
+    ids=["top", "spec", "metadata", "resources", "backoff", "failure-rule"],
+)
 def test_unknown_field_is_rejected_by_name(document, field):
     assert f"{field}: unknown field" in rejection(document)
 
 
-@pytest.mark.parametrize("spec, field", [
-    ({"backoffLimit": "3"}, "spec.backoffLimit"),
-    ({"suspend": "yes"}, "spec.suspend"),
-    ({"args": "--config x"}, "spec.args"),
-    ({"env": {"SEED": 42}}, "spec.env.SEED"),
-    ({"activeDeadlineSeconds": 1.5}, "spec.activeDeadlineSeconds"),
-    ({"restartPolicy": "Always"}, "spec.restartPolicy"),
-    ({"interruptionPolicy": "Retry"}, "spec.interruptionPolicy"),
-    ({"failurePolicy": [{"exitCodes": [1], "action": "Retry"}]}, "spec.failurePolicy.0.action"),
-    ({"resources": {"cpus": 0}}, "spec.resources.cpus"),
-    ({"backoffLimit": -1}, "spec.backoffLimit"),
-    ({"image": ""}, "spec.image"),
-    ({"configFile": "../secrets.yaml"}, "spec.configFile"),
-    ({"configFile": "/etc/passwd"}, "spec.configFile"),
-    ({"env": {"1BAD": "x"}}, "spec.env"),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({"backoffLimit": "3"}, "spec.backoffLimit"),
+        ({"suspend": "yes"}, "spec.suspend"),
+        ({"args": "--config x"}, "spec.args"),
+        ({"env": {"SEED": 42}}, "spec.env.SEED"),
+        ({"activeDeadlineSeconds": 1.5}, "spec.activeDeadlineSeconds"),
+        ({"restartPolicy": "Always"}, "spec.restartPolicy"),
+        ({"interruptionPolicy": "Retry"}, "spec.interruptionPolicy"),
+        ({"failurePolicy": [{"exitCodes": [1], "action": "Retry"}]}, "spec.failurePolicy.0.action"),
+        ({"resources": {"cpus": 0}}, "spec.resources.cpus"),
+        ({"backoffLimit": -1}, "spec.backoffLimit"),
+        ({"image": ""}, "spec.image"),
+        ({"configFile": "../secrets.yaml"}, "spec.configFile"),
+        ({"configFile": "/etc/passwd"}, "spec.configFile"),
+        ({"env": {"1BAD": "x"}}, "spec.env"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_wrong_type_or_value_is_rejected_by_field(spec, field):
     assert f"{field}:" in rejection(doc(**spec))
 
 
-@pytest.mark.parametrize("document, field", [
-    ({k: v for k, v in doc().items() if k != "spec"}, "spec"),
-    ({**doc(), "spec": {"args": ["x"]}}, "spec.image"),
-    ({**doc(), "metadata": {}}, "metadata.name"),
-    ({**doc(), "apiVersion": "batch/v1"}, "apiVersion"),
-    ({**doc(), "kind": "CronJob"}, "kind"),
-], ids=["no-spec", "no-image", "no-name", "api-version", "kind"])
+@pytest.mark.parametrize(
+    "document, field",
+    [
+        ({k: v for k, v in doc().items() if k != "spec"}, "spec"),
+        ({**doc(), "spec": {"args": ["x"]}}, "spec.image"),
+        ({**doc(), "metadata": {}}, "metadata.name"),
+        ({**doc(), "apiVersion": "batch/v1"}, "apiVersion"),
+        ({**doc(), "kind": "CronJob"}, "kind"),
+    ],
+    ids=["no-spec", "no-image", "no-name", "api-version", "kind"],
+)
 def test_missing_or_foreign_required_field_is_rejected_by_name(document, field):
     assert f"{field}:" in rejection(document)
 
@@ -107,17 +119,35 @@ def test_integer_cpus_are_accepted_as_float():
 
 
 def test_backoff_limit_defaults_follow_restart_policy():
-    assert (manifest().spec.effective_backoff_limit, manifest(restartPolicy="OnFailure").spec.effective_backoff_limit,
-            manifest(restartPolicy="OnFailure", backoffLimit=7).spec.effective_backoff_limit) == (0, 3, 7)
+    assert (
+        manifest().spec.effective_backoff_limit,
+        manifest(restartPolicy="OnFailure").spec.effective_backoff_limit,
+        manifest(restartPolicy="OnFailure", backoffLimit=7).spec.effective_backoff_limit,
+    ) == (0, 3, 7)
 
 
 def test_contract_example_spec_is_accepted():
-    m = parse_document(doc("ppo-seed-42", labels={"experiment": "citylearn"}, command=["python", "run.py"],
-                           args=["--config", "/data/configs/ppo.yaml"], env={"SEED": "42"}, workingDir="/app",
-                           configFile="configs/ppo.yaml", resources={"cpus": 2, "memory": "4Gi", "gpus": 1},
-                           restartPolicy="Never", backoffLimit=0, activeDeadlineSeconds=86400,
-                           ttlSecondsAfterFinished=None, suspend=False, priority=0, network=None,
-                           mlflow={"experiment": "citylearn", "runName": "ppo-42"}, logCapture=True))
+    m = parse_document(
+        doc(
+            "ppo-seed-42",
+            labels={"experiment": "citylearn"},
+            command=["python", "run.py"],
+            args=["--config", "/data/configs/ppo.yaml"],
+            env={"SEED": "42"},
+            workingDir="/app",
+            configFile="configs/ppo.yaml",
+            resources={"cpus": 2, "memory": "4Gi", "gpus": 1},
+            restartPolicy="Never",
+            backoffLimit=0,
+            activeDeadlineSeconds=86400,
+            ttlSecondsAfterFinished=None,
+            suspend=False,
+            priority=0,
+            network=None,
+            mlflow={"experiment": "citylearn", "runName": "ppo-42"},
+            logCapture=True,
+        )
+    )
     assert (m.name, m.spec.resources.memory_bytes) == ("ppo-seed-42", 4 * 2**30)
 
 
@@ -193,18 +223,35 @@ def test_generation_is_stable_across_yaml_and_json():
     assert from_json.generation == parse_text(yaml.safe_dump(doc(**BASE))).generation
 
 
-@pytest.mark.parametrize("defaults", [
-    {"restartPolicy": "Never"}, {"env": {"A": "1", "B": "2"}}, {"terminationGracePeriodSeconds": 30},
-    {"backoff": {"initialSeconds": 10, "maxSeconds": 300}}, {"interruptionPolicy": "Restart"}, {"failurePolicy": []},
-    {"logCapture": True}, {"resources": {"cpus": 1.5, "memory": "1Gi", "gpus": None}},
-], ids=lambda d: next(iter(d)))
+@pytest.mark.parametrize(
+    "defaults",
+    [
+        {"restartPolicy": "Never"},
+        {"env": {"A": "1", "B": "2"}},
+        {"terminationGracePeriodSeconds": 30},
+        {"backoff": {"initialSeconds": 10, "maxSeconds": 300}},
+        {"interruptionPolicy": "Restart"},
+        {"failurePolicy": []},
+        {"logCapture": True},
+        {"resources": {"cpus": 1.5, "memory": "1Gi", "gpus": None}},
+    ],
+    ids=lambda d: next(iter(d)),
+)
 def test_generation_ignores_explicit_defaults(defaults):
     assert generation(**defaults) == generation()
 
 
-@pytest.mark.parametrize("control", [
-    {"suspend": True}, {"runId": "r2"}, {"priority": 9}, {"ttlSecondsAfterFinished": 60}, {"queue": "gpu"},
-], ids=lambda d: next(iter(d)))
+@pytest.mark.parametrize(
+    "control",
+    [
+        {"suspend": True},
+        {"runId": "r2"},
+        {"priority": 9},
+        {"ttlSecondsAfterFinished": 60},
+        {"queue": "gpu"},
+    ],
+    ids=lambda d: next(iter(d)),
+)
 def test_generation_ignores_control_fields(control):
     assert generation(**control) == generation()
 
@@ -213,10 +260,19 @@ def test_generation_ignores_labels():
     assert manifest(labels={"team": "grid"}, **BASE).generation == manifest(**BASE).generation
 
 
-@pytest.mark.parametrize("change", [
-    {"image": "busybox:1.36"}, {"args": ["--seed", "2"]}, {"env": {"A": "1", "B": "3"}}, {"command": ["sh"]},
-    {"resources": {"cpus": 2.0, "memory": "1Gi"}}, {"workingDir": "/app"}, {"configFile": "c.yaml"},
-], ids=lambda d: next(iter(d)))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image": "busybox:1.36"},
+        {"args": ["--seed", "2"]},
+        {"env": {"A": "1", "B": "3"}},
+        {"command": ["sh"]},
+        {"resources": {"cpus": 2.0, "memory": "1Gi"}},
+        {"workingDir": "/app"},
+        {"configFile": "c.yaml"},
+    ],
+    ids=lambda d: next(iter(d)),
+)
 def test_generation_changes_with_the_run_definition(change):
     assert generation(**change) != generation()
 
@@ -230,13 +286,29 @@ def test_generation_ignores_the_explicit_effective_backoff_limit():
 
 
 # ---- memory quantities ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("value, size", [
-    ("4Gi", 4 * 2**30), ("512Mi", 512 * 2**20), ("512M", 512 * 10**6), ("1G", 10**9), ("1Ki", 1024),
-    ("1K", 1000), ("2Ti", 2 * 2**40), ("1000000", 1_000_000), ("1.5Gi", 3 * 2**29),
-    (" 256 Mi ", 256 * 2**20), ("100b", 100), (12345, 12345),
-    # Docker's lowercase suffixes are binary, as `docker run --memory` reads them
-    ("1k", 1024), ("512m", 512 * 2**20), ("4g", 4 * 2**30), ("2gb", 2 * 2**30), ("64MB", 64 * 2**20),
-])
+@pytest.mark.parametrize(
+    "value, size",
+    [
+        ("4Gi", 4 * 2**30),
+        ("512Mi", 512 * 2**20),
+        ("512M", 512 * 10**6),
+        ("1G", 10**9),
+        ("1Ki", 1024),
+        ("1K", 1000),
+        ("2Ti", 2 * 2**40),
+        ("1000000", 1_000_000),
+        ("1.5Gi", 3 * 2**29),
+        (" 256 Mi ", 256 * 2**20),
+        ("100b", 100),
+        (12345, 12345),
+        # Docker's lowercase suffixes are binary, as `docker run --memory` reads them
+        ("1k", 1024),
+        ("512m", 512 * 2**20),
+        ("4g", 4 * 2**30),
+        ("2gb", 2 * 2**30),
+        ("64MB", 64 * 2**20),
+    ],
+)
 def test_parse_memory(value, size):
     assert parse_memory(value) == size
 
@@ -256,19 +328,38 @@ def test_bad_memory_is_reported_on_its_field():
 
 
 # ---- which files are specs ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("rel, is_spec", [
-    ("job.yaml", True), ("job.yml", True), ("job.json", True), ("team/sub/job.yaml", True),
-    (".job.yaml", False), (".git/job.yaml", False), ("team/.hidden/job.yaml", False),
-    ("job.yaml~", False), (".job.yaml.swp", False), ("job.yaml.swp", False), ("job.swx", False),
-    ("#job.yaml#", False), (".#job.yaml", False), ("job.yaml.tmp", False), ("job.tmp", False),
-    ("job.txt", False), ("README.md", False), ("job.yaml.bak", False), ("job", False),
-])
+@pytest.mark.parametrize(
+    "rel, is_spec",
+    [
+        ("job.yaml", True),
+        ("job.yml", True),
+        ("job.json", True),
+        ("team/sub/job.yaml", True),
+        (".job.yaml", False),
+        (".git/job.yaml", False),
+        ("team/.hidden/job.yaml", False),
+        ("job.yaml~", False),
+        (".job.yaml.swp", False),
+        ("job.yaml.swp", False),
+        ("job.swx", False),
+        ("#job.yaml#", False),
+        (".#job.yaml", False),
+        ("job.yaml.tmp", False),
+        ("job.tmp", False),
+        ("job.txt", False),
+        ("README.md", False),
+        ("job.yaml.bak", False),
+        ("job", False),
+    ],
+)
 def test_is_spec_file(rel, is_spec):
     assert is_spec_file(Path(rel)) is is_spec
 
 
-@pytest.mark.parametrize("stem, name", [("My_Job.yaml", "my-job"), ("ok.yaml", "ok"), ("__.yaml", "invalid-spec"),
-                                        ("a" * 80 + ".yaml", "a" * 63)])
+@pytest.mark.parametrize(
+    "stem, name",
+    [("My_Job.yaml", "my-job"), ("ok.yaml", "ok"), ("__.yaml", "invalid-spec"), ("a" * 80 + ".yaml", "a" * 63)],
+)
 def test_name_from_stem_is_a_dns_label(stem, name):
     assert name_from_stem(Path(stem)) == name
 
@@ -305,7 +396,11 @@ def test_load_spec_file_reads_json_by_suffix(specs):
 def test_load_spec_file_error_names_the_file_and_field(specs):
     loaded = load_spec_file(write(specs / "a.yaml", yaml.safe_dump(doc("alpha", imagee="x"))), specs)
     assert (loaded.name, loaded.manifest, loaded.error.startswith("a.yaml: "), "spec.imagee" in loaded.error) == (
-        "alpha", None, True, True)
+        "alpha",
+        None,
+        True,
+        True,
+    )
 
 
 def test_load_spec_file_unparseable_file_is_recorded_under_its_stem(specs):

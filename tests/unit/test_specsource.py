@@ -96,8 +96,10 @@ def test_identical_rewrite_is_reported_as_rewritten_same(data, two_jobs):
 
 
 def test_reformatted_rewrite_with_the_same_meaning_is_rewritten_same(data, two_jobs):
-    put(data / "specs" / "a.yaml", '{"spec": {"image": "busybox:latest"}, "metadata": {"name": "alpha"}, '
-                                   '"kind": "Job", "apiVersion": "opeva/v1"}')
+    put(
+        data / "specs" / "a.yaml",
+        '{"spec": {"image": "busybox:latest"}, "metadata": {"name": "alpha"}, "kind": "Job", "apiVersion": "opeva/v1"}',
+    )
     r = two_jobs.scan()
     assert (r.changed, r.rewritten_same) == (set(), {"alpha"})
 
@@ -158,8 +160,9 @@ def test_invalid_file_with_a_readable_name_is_recorded_under_that_name(data, sou
     assert "spec.imagee: unknown field" in source.desired("alpha").error
 
 
-@pytest.mark.parametrize("rel", [".a.yaml", ".a.yaml.tmp", "a.yaml~", "a.yaml.swp", "#a.yaml#", "a.yaml.tmp",
-                                 ".git/a.yaml", "notes.txt"])
+@pytest.mark.parametrize(
+    "rel", [".a.yaml", ".a.yaml.tmp", "a.yaml~", "a.yaml.swp", "#a.yaml#", "a.yaml.tmp", ".git/a.yaml", "notes.txt"]
+)
 def test_hidden_editor_and_temp_files_are_ignored(data, source, rel):
     put(data / "specs" / rel, doc("alpha"))
     assert (source.scan().changed, source.names()) == (set(), set())

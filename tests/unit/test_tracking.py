@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from controller.hooks import NoHooks
 from controller.spec import parse_document
 from controller.status import AttemptRecord, JobStatus
 from controller.store import DataStore
-from controller.hooks import NoHooks
 from controller.tracking import build_hooks
 from controller.tracking.config import TrackingConfig, TrackingConfigError
 from controller.tracking.hooks import MlflowHooks
@@ -32,32 +32,47 @@ CONFIG = TrackingConfig.from_env("http://127.0.0.1:5000", env={})
 
 def manifest(**spec):
     labels = spec.pop("labels", {})
-    return parse_document({"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": "job", "labels": labels},
-                           "spec": {"image": "busybox", **spec}})
+    return parse_document(
+        {
+            "apiVersion": "opeva/v1",
+            "kind": "Job",
+            "metadata": {"name": "job", "labels": labels},
+            "spec": {"image": "busybox", **spec},
+        }
+    )
 
 
 # ---- translation rules ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("outcome,reason,status", [
-    ("Succeeded", "Completed", "FINISHED"),
-    ("Failed", "Error", "FAILED"),
-    ("Failed", "OOMKilled", "FAILED"),
-    ("Failed", "ProgressStalled", "FAILED"),
-    ("Ignored", "Error", "FAILED"),
-    ("Stopped", "DeadlineExceeded", "FAILED"),
-    ("Stopped", "Suspended", "KILLED"),
-    ("Stopped", "SpecDeleted", "KILLED"),
-    ("Stopped", "Superseded", "KILLED"),
-    ("Interrupted", "Interrupted", "KILLED"),
-    ("Interrupted", "ContainerRemoved", "KILLED"),
-])
+@pytest.mark.parametrize(
+    "outcome,reason,status",
+    [
+        ("Succeeded", "Completed", "FINISHED"),
+        ("Failed", "Error", "FAILED"),
+        ("Failed", "OOMKilled", "FAILED"),
+        ("Failed", "ProgressStalled", "FAILED"),
+        ("Ignored", "Error", "FAILED"),
+        ("Stopped", "DeadlineExceeded", "FAILED"),
+        ("Stopped", "Suspended", "KILLED"),
+        ("Stopped", "SpecDeleted", "KILLED"),
+        ("Stopped", "Superseded", "KILLED"),
+        ("Interrupted", "Interrupted", "KILLED"),
+        ("Interrupted", "ContainerRemoved", "KILLED"),
+    ],
+)
 def test_outcome_maps_to_run_status(outcome, reason, status):
     assert run_status(outcome, reason) == status
 
 
 def test_progress_mirrors_percent_and_metrics_numbers_with_the_jobs_step():
-    values, step = progress_values({"percent": 45, "stage": "train", "step": 7, "eta": 12,
-                                    "metrics": {"reward": 1.5, "ok": True, "loss": {"train": 0.1}, "tag": "x",
-                                                "nan": float("nan")}})
+    values, step = progress_values(
+        {
+            "percent": 45,
+            "stage": "train",
+            "step": 7,
+            "eta": 12,
+            "metrics": {"reward": 1.5, "ok": True, "loss": {"train": 0.1}, "tag": "x", "nan": float("nan")},
+        }
+    )
     assert values == {"percent": 45.0, "reward": 1.5, "loss/train": 0.1}
     assert step == 7
 
@@ -70,21 +85,38 @@ def test_progress_without_a_usable_step_or_numbers(doc):
 
 def test_result_numbers_are_every_numeric_leaf():
     assert result_values({"score": 0.9, "kpis": {"cost": 12, "unit": "EUR"}, "runs": [1, 2], "done": False}) == {
-        "score": 0.9, "kpis/cost": 12.0}
+        "score": 0.9,
+        "kpis/cost": 12.0,
+    }
     assert result_values([1, 2]) == {}
 
 
-@pytest.mark.parametrize("key,safe", [
-    ("reward", "reward"), ("owner@lab", "owner_lab"), ("a//b", "a/b"), ("/abs/", "abs"), ("../up", "up"),
-    ("app.kubernetes.io/name", "app.kubernetes.io/name"), ("", "_"), ("é", "_")])
+@pytest.mark.parametrize(
+    "key,safe",
+    [
+        ("reward", "reward"),
+        ("owner@lab", "owner_lab"),
+        ("a//b", "a/b"),
+        ("/abs/", "abs"),
+        ("../up", "up"),
+        ("app.kubernetes.io/name", "app.kubernetes.io/name"),
+        ("", "_"),
+        ("é", "_"),
+    ],
+)
 def test_keys_are_made_acceptable_to_mlflow(key, safe):
     assert safe_key(key) == safe
 
 
 def test_params_are_env_and_command_line_with_secret_values_masked():
     m = manifest(env={"SEED": "42", "WANDB_API_KEY": "k", "DB_PASSWORD": "p"}, args=["--x", "1"], command=["run"])
-    assert spec_params(m) == {"env.DB_PASSWORD": "***", "env.SEED": "42", "env.WANDB_API_KEY": "***",
-                              "args": '["--x", "1"]', "command": '["run"]'}
+    assert spec_params(m) == {
+        "env.DB_PASSWORD": "***",
+        "env.SEED": "42",
+        "env.WANDB_API_KEY": "***",
+        "args": '["--x", "1"]',
+        "command": '["run"]',
+    }
 
 
 def test_experiment_from_spec_then_label_then_default_and_run_name():
@@ -106,9 +138,21 @@ def test_config_wants_an_http_server_and_without_a_uri_mlflow_is_off(tmp_path, m
 
 # ---- the outbox on disk ---------------------------------------------------------------------------------------
 def entry(job="job", attempt=1, container="c-1", prior=0) -> Entry:
-    return Entry(id=new_entry_id(job, "k" * 12, attempt), job=job, attempt=attempt, generation="g", run_key="k" * 12,
-                 spec_run_id=None, container=container, experiment="e", run_name=f"{job}-a{attempt}",
-                 tags={"opeva.job": job}, created_ms=1, prior_records=prior, log_offsets={})
+    return Entry(
+        id=new_entry_id(job, "k" * 12, attempt),
+        job=job,
+        attempt=attempt,
+        generation="g",
+        run_key="k" * 12,
+        spec_run_id=None,
+        container=container,
+        experiment="e",
+        run_name=f"{job}-a{attempt}",
+        tags={"opeva.job": job},
+        created_ms=1,
+        prior_records=prior,
+        log_offsets={},
+    )
 
 
 def test_outbox_survives_a_restart_in_order(tmp_path):
@@ -131,10 +175,12 @@ def test_outbox_survives_a_restart_in_order(tmp_path):
 
 
 def test_metric_snapshots_are_merged_params_go_alone():
-    ops = [(Path("1"), {"kind": "metrics", "metrics": [1] * 600}),
-           (Path("2"), {"kind": "metrics", "metrics": [2] * 300}),
-           (Path("3"), {"kind": "metrics", "metrics": [3] * 200}),
-           (Path("4"), {"kind": "params", "params": [4]})]
+    ops = [
+        (Path("1"), {"kind": "metrics", "metrics": [1] * 600}),
+        (Path("2"), {"kind": "metrics", "metrics": [2] * 300}),
+        (Path("3"), {"kind": "metrics", "metrics": [3] * 200}),
+        (Path("4"), {"kind": "params", "params": [4]}),
+    ]
     files, body = _merge(ops)
     assert files == [Path("1"), Path("2")] and len(body["metrics"]) == 900
     files, body = _merge(ops[3:] + ops[:1])
@@ -192,13 +238,27 @@ def test_sender_order_is_run_ops_then_close_with_the_status_last(tmp_path):
     box.append(e, {"kind": "metrics", "metrics": [{"key": "m"}]})
     log = tmp_path / "job.log"
     log.write_bytes(b"attempt 0\nattempt 1\n")
-    e.close = {"status": "FINISHED", "end_ms": 5, "metrics": [{"key": "score"}], "tags": [{"key": "t"}],
-               "artifacts": [{"file": str(log), "start": 10, "end": 20, "artifact_path": "logs", "name": "job.log"}],
-               "done": []}
+    e.close = {
+        "status": "FINISHED",
+        "end_ms": 5,
+        "metrics": [{"key": "score"}],
+        "tags": [{"key": "t"}],
+        "artifacts": [{"file": str(log), "start": 10, "end": 20, "artifact_path": "logs", "name": "job.log"}],
+        "done": [],
+    }
     box.save(e)
     sender.drain()
-    assert [c[0] for c in rest.calls] == ["experiment", "find", "create", "log", "log", "log", "upload", "status",
-                                          "find"]
+    assert [c[0] for c in rest.calls] == [
+        "experiment",
+        "find",
+        "create",
+        "log",
+        "log",
+        "log",
+        "upload",
+        "status",
+        "find",
+    ]
     assert rest.calls[4] == ("log", 2, 0, 0), "two metric snapshots, one request"
     assert rest.calls[6] == ("upload", "logs/job.log", b"attempt 1\n"), "only the attempt's part of the log"
     assert rest.calls[-2] == ("status", "FINISHED")
@@ -270,21 +330,36 @@ class FakeRuntime:
 
 
 def record(container: str, outcome: str, reason: str) -> AttemptRecord:
-    return AttemptRecord(attempt=1, generation="g", containerName=container, outcome=outcome, reason=reason,
-                         finishedAt=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    return AttemptRecord(
+        attempt=1,
+        generation="g",
+        containerName=container,
+        outcome=outcome,
+        reason=reason,
+        finishedAt=datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
-@pytest.mark.parametrize("status,existing,verdict", [
-    (dict(phase="Running", containerName="c-1"), (), None),
-    (dict(phase="Pending", containerName="c-1"), (), None),
-    (dict(phase="Succeeded", containerName="c-1", history=[record("c-1", "Succeeded", "Completed")]), (),
-     "FINISHED"),
-    (dict(phase="Pending", containerName="c-2", history=[record("c-1", "Interrupted", "Interrupted")]), (),
-     "KILLED"),
-    (dict(phase="Stopped", reason="SpecDeleted", containerName="c-1"), ("c-1",), None),  # still stopping
-    (dict(phase="Failed", reason="ImageNotFound", containerName="c-1"), (), "FAILED"),
-    (dict(phase="Stopped", reason="SpecDeleted", containerName=None), (), "KILLED"),
-])
+@pytest.mark.parametrize(
+    "status,existing,verdict",
+    [
+        (dict(phase="Running", containerName="c-1"), (), None),
+        (dict(phase="Pending", containerName="c-1"), (), None),
+        (
+            dict(phase="Succeeded", containerName="c-1", history=[record("c-1", "Succeeded", "Completed")]),
+            (),
+            "FINISHED",
+        ),
+        (
+            dict(phase="Pending", containerName="c-2", history=[record("c-1", "Interrupted", "Interrupted")]),
+            (),
+            "KILLED",
+        ),
+        (dict(phase="Stopped", reason="SpecDeleted", containerName="c-1"), ("c-1",), None),  # still stopping
+        (dict(phase="Failed", reason="ImageNotFound", containerName="c-1"), (), "FAILED"),
+        (dict(phase="Stopped", reason="SpecDeleted", containerName=None), (), "KILLED"),
+    ],
+)
 def test_sweep_closes_only_attempts_that_ended(tmp_path, status, existing, verdict):
     store = DataStore.open(tmp_path)
     hooks = MlflowHooks(CONFIG, store, FakeRuntime(existing))
@@ -296,7 +371,6 @@ def test_sweep_closes_only_attempts_that_ended(tmp_path, status, existing, verdi
 def test_sweep_ignores_an_earlier_runs_record_of_the_same_container_and_closes_a_collected_job(tmp_path):
     store = DataStore.open(tmp_path)
     hooks = MlflowHooks(CONFIG, store, FakeRuntime())
-    old = JobStatus(name="job", phase="Running", containerName="c-1",
-                    history=[record("c-1", "Succeeded", "Completed")])
+    old = JobStatus(name="job", phase="Running", containerName="c-1", history=[record("c-1", "Succeeded", "Completed")])
     assert hooks._verdict(entry(prior=1), old) is None
     assert hooks._verdict(entry(), None)[0] == "KILLED"  # no status and no folder: the record was collected

@@ -131,13 +131,17 @@ def after_delays(clock: FakeClock, adds: list[tuple[str, float]], wait: float, q
     return drain(q)
 
 
-@pytest.mark.parametrize("adds, wait, available", [
-    ([("a", 10)], 9.9, []),
-    ([("a", 10)], 10, ["a"]),
-    ([("late", 20), ("early", 5), ("middle", 10)], 30, ["early", "middle", "late"]),
-    ([("a", 60), ("a", 5), ("a", 30)], 5, ["a"]),
-    ([("a", 0), ("b", -1)], 0, ["a", "b"]),
-], ids=["not-before-due", "once-due", "due-order", "earliest-wins", "no-delay-is-immediate"])
+@pytest.mark.parametrize(
+    "adds, wait, available",
+    [
+        ([("a", 10)], 9.9, []),
+        ([("a", 10)], 10, ["a"]),
+        ([("late", 20), ("early", 5), ("middle", 10)], 30, ["early", "middle", "late"]),
+        ([("a", 60), ("a", 5), ("a", 30)], 5, ["a"]),
+        ([("a", 0), ("b", -1)], 0, ["a", "b"]),
+    ],
+    ids=["not-before-due", "once-due", "due-order", "earliest-wins", "no-delay-is-immediate"],
+)
 def test_add_after(clock, adds, wait, available):
     assert after_delays(clock, adds, wait) == available
 

@@ -23,8 +23,12 @@ def mlflow_link(info: dict[str, Any] | None) -> str | None:
             for sub in ("run_url", "runUrl", "url"):
                 if isinstance(value.get(sub), str):
                     return value[sub]
-        if "mlflow" in key.lower() and isinstance(value, str) and value.startswith(("http://", "https://")) \
-                and "tracking" not in key.lower():
+        if (
+            "mlflow" in key.lower()
+            and isinstance(value, str)
+            and value.startswith(("http://", "https://"))
+            and "tracking" not in key.lower()
+        ):
             return value
     return None
 
@@ -39,8 +43,14 @@ def _argv(words: list[str], limit: int = 300) -> str:
 
 @click.command("describe")
 @click.argument("name", shell_complete=complete_job_names)
-@click.option("--events", "n_events", type=click.IntRange(min=0), default=10, show_default=True,
-              help="How many of the last events to show.")
+@click.option(
+    "--events",
+    "n_events",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many of the last events to show.",
+)
 @with_client
 def describe_cmd(client: ApiClient, name: str, n_events: int) -> None:
     """Show one job in detail: spec summary, status, conditions, attempts, events, progress, result, MLflow.
@@ -97,8 +107,9 @@ def describe_cmd(client: ApiClient, name: str, n_events: int) -> None:
         if m.configFile:
             kv("Config file", m.configFile)
         res = m.resources
-        resources = ", ".join(f"{k}={v}" for k, v in (("cpus", res.cpus), ("memory", res.memory),
-                                                       ("gpus", res.gpus)) if v is not None)
+        resources = ", ".join(
+            f"{k}={v}" for k, v in (("cpus", res.cpus), ("memory", res.memory), ("gpus", res.gpus)) if v is not None
+        )
         if resources:
             kv("Resources", resources)
         kv("Restart", f"{m.restartPolicy}, backoffLimit {m.effective_backoff_limit}")
@@ -132,10 +143,16 @@ def describe_cmd(client: ApiClient, name: str, n_events: int) -> None:
         if st.get("nextAttemptAt"):
             kv("Next attempt", render.when(st.get("nextAttemptAt"), at))
     metrics = progress.get("metrics") if isinstance(progress, dict) else None
-    kv("Progress", render.progress_text(progress) + (f"  ({render.scalars(metrics)})" if metrics else "")
-       if progress is not None else None)
-    kv("Result", render.scalars(result) if isinstance(result, dict) else
-       (None if result is None else str(result)[:200]))
+    kv(
+        "Progress",
+        render.progress_text(progress) + (f"  ({render.scalars(metrics)})" if metrics else "")
+        if progress is not None
+        else None,
+    )
+    kv(
+        "Result",
+        render.scalars(result) if isinstance(result, dict) else (None if result is None else str(result)[:200]),
+    )
     link = mlflow_link(info)
     if link and out.tty:
         parts.append(Text(f"{'MLflow:':<14}", style="bold") + Text(link, style=f"link {link}"))
@@ -145,24 +162,52 @@ def describe_cmd(client: ApiClient, name: str, n_events: int) -> None:
     if conditions:
         parts.append(Text(""))
         heading("Conditions:")
-        table(["TYPE", "STATUS", "REASON", "MESSAGE", "LAST TRANSITION"],
-              [[c.get("type", "-"), c.get("status", "-"), c.get("reason") or "-", c.get("message") or "-",
-                render.when(c.get("lastTransitionTime"), at)] for c in conditions])
-    history = (st.get("history") or [])[st.get("runHistoryStart") or 0:]
+        table(
+            ["TYPE", "STATUS", "REASON", "MESSAGE", "LAST TRANSITION"],
+            [
+                [
+                    c.get("type", "-"),
+                    c.get("status", "-"),
+                    c.get("reason") or "-",
+                    c.get("message") or "-",
+                    render.when(c.get("lastTransitionTime"), at),
+                ]
+                for c in conditions
+            ],
+        )
+    history = (st.get("history") or [])[st.get("runHistoryStart") or 0 :]
     if history:
         parts.append(Text(""))
         heading("Attempts of this run:")
-        table(["ATTEMPT", "OUTCOME", "REASON", "EXIT", "STARTED", "DURATION"],
-              [[str(h.get("attempt")), h.get("outcome") or "-", h.get("reason") or "-",
-                "-" if h.get("exitCode") is None else str(h.get("exitCode")), render.when(h.get("startedAt"), at),
-                render.span(h.get("startedAt"), h.get("finishedAt") or h.get("startedAt"), at)] for h in history])
+        table(
+            ["ATTEMPT", "OUTCOME", "REASON", "EXIT", "STARTED", "DURATION"],
+            [
+                [
+                    str(h.get("attempt")),
+                    h.get("outcome") or "-",
+                    h.get("reason") or "-",
+                    "-" if h.get("exitCode") is None else str(h.get("exitCode")),
+                    render.when(h.get("startedAt"), at),
+                    render.span(h.get("startedAt"), h.get("finishedAt") or h.get("startedAt"), at),
+                ]
+                for h in history
+            ],
+        )
     parts.append(Text(""))
     if events:
         heading(f"Events (last {len(events)}):")
-        table(["AGE", "TYPE", "REASON", "MESSAGE"],
-              [[render.since(e.get("time"), at), Text(e.get("type") or "-",
-                                                      style="yellow" if e.get("type") == "Warning" else ""),
-                e.get("reason") or "-", e.get("message") or "-"] for e in events])
+        table(
+            ["AGE", "TYPE", "REASON", "MESSAGE"],
+            [
+                [
+                    render.since(e.get("time"), at),
+                    Text(e.get("type") or "-", style="yellow" if e.get("type") == "Warning" else ""),
+                    e.get("reason") or "-",
+                    e.get("message") or "-",
+                ]
+                for e in events
+            ],
+        )
     else:
         kv("Events", None)
     out.print(Group(*parts))

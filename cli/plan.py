@@ -27,17 +27,29 @@ class _PlanCommand(click.Command):
 
 
 @click.command("plan", cls=_PlanCommand)
-@click.argument("specs_dir", metavar="[DIR]", required=False,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Compare with this data folder's records directly (offline; no API). DIR defaults to "
-                   "DATA/specs.")
+@click.argument(
+    "specs_dir", metavar="[DIR]", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Compare with this data folder's records directly (offline; no API). DIR defaults to DATA/specs.",
+)
 @selector_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @connection_options
 @click.pass_context
-def plan_cmd(ctx: click.Context, specs_dir: Path | None, data_dir: Path | None, selectors: tuple[str, ...],
-             output: str, server: str | None, token: str | None) -> None:
+def plan_cmd(
+    ctx: click.Context,
+    specs_dir: Path | None,
+    data_dir: Path | None,
+    selectors: tuple[str, ...],
+    output: str,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Say what the controller would do if DIR were its specs folder.
 
     Compares a folder of specs (a git checkout you are about to push, say) with what is running and recorded,
@@ -76,14 +88,17 @@ def plan_cmd(ctx: click.Context, specs_dir: Path | None, data_dir: Path | None, 
     changes = any(i.action in planning.CHANGES for i in items)
     if output == "json":
         counts = {a: sum(1 for i in items if i.action == a) for a in planning.ACTIONS}
-        click.echo(dump_json({"items": [i.as_dict() for i in items], "summary": counts, "changes": changes}),
-                   nl=False)
+        click.echo(dump_json({"items": [i.as_dict() for i in items], "summary": counts, "changes": changes}), nl=False)
     else:
         out = Output()
         colours = {"start": "green", "rerun": "yellow", "stop": "red", "unchanged": "dim", "invalid": "bold red"}
         if items:
-            out.print(out.table(["NAME", "ACTION", "DETAIL"],
-                                [[i.name, styled(i.action, colours[i.action]), i.detail] for i in items]))
+            out.print(
+                out.table(
+                    ["NAME", "ACTION", "DETAIL"],
+                    [[i.name, styled(i.action, colours[i.action]), i.detail] for i in items],
+                )
+            )
             out.print("")
         out.print(planning.summary(items))
     ctx.exit(1 if invalid else EXIT_PLAN_CHANGES if changes else 0)

@@ -28,15 +28,30 @@ def _current_phase(detail: dict[str, Any]) -> tuple[str | None, bool]:
 
 @click.command("wait")
 @click.argument("names", nargs=-1, required=True, shell_complete=complete_job_names)
-@click.option("--for", "target", required=True, metavar="PHASE",
-              help="The phase to wait for: Succeeded, Failed, Stopped, Running or Pending (or phase=PHASE).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="Give up after this long (exit 3). Default: wait as long as it takes.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=0.5, show_default=True, metavar="SECONDS",
-              help="How often to look.")
+@click.option(
+    "--for",
+    "target",
+    required=True,
+    metavar="PHASE",
+    help="The phase to wait for: Succeeded, Failed, Stopped, Running or Pending (or phase=PHASE).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Give up after this long (exit 3). Default: wait as long as it takes.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=0.5,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to look.",
+)
 @with_client
-def wait_cmd(client: ApiClient, names: tuple[str, ...], target: str, timeout: float | None,
-             interval: float) -> None:
+def wait_cmd(client: ApiClient, names: tuple[str, ...], target: str, timeout: float | None, interval: float) -> None:
     """Wait until jobs reach a phase; for scripts and CI.
 
     A status that predates the spec (a new generation or runId just applied, a stop or resume not yet carried
@@ -66,8 +81,10 @@ def wait_cmd(client: ApiClient, names: tuple[str, ...], target: str, timeout: fl
                 elif current and now_phase in FINAL_PHASES:
                     st = detail["status"]
                     why = ": ".join(x for x in (st.get("reason"), st.get("message")) if x)
-                    raise CliError(f"job {name} is {now_phase}{f' ({why})' if why else ''}; it will not become "
-                                   f"{phase} unless its spec changes")
+                    raise CliError(
+                        f"job {name} is {now_phase}{f' ({why})' if why else ''}; it will not become "
+                        f"{phase} unless its spec changes"
+                    )
             seen_server = True
         except Unreachable as err:
             if not seen_server:
@@ -79,7 +96,8 @@ def wait_cmd(client: ApiClient, names: tuple[str, ...], target: str, timeout: fl
             return
         if deadline is not None and time.monotonic() >= deadline:
             states = ", ".join(f"{n} is {last.get(n) or 'not yet recorded'}" for n in pending)
-            raise CliError(f"timed out after {timeout:g} s waiting for phase {phase} ({states})",
-                           exit_code=EXIT_TIMEOUT)
+            raise CliError(
+                f"timed out after {timeout:g} s waiting for phase {phase} ({states})", exit_code=EXIT_TIMEOUT
+            )
         pause = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
         time.sleep(pause)

@@ -26,7 +26,7 @@ class AttemptSection:
         self.partial = b""
 
     def _is_ours(self, header: bytes) -> bool:
-        words = header[len(self.prefix):].split()
+        words = header[len(self.prefix) :].split()
         try:
             number = int(words[0])
         except (IndexError, ValueError):
@@ -58,7 +58,7 @@ class AttemptSection:
 
 def _attempt_container(status: dict[str, Any], attempt: int) -> str | None:
     """The container of attempt N of the current run, from the status (history, or the current attempt's name)."""
-    for h in (status.get("history") or [])[status.get("runHistoryStart") or 0:]:
+    for h in (status.get("history") or [])[status.get("runHistoryStart") or 0 :]:
         if h.get("attempt") == attempt and h.get("containerName"):
             return h["containerName"]
     current, attempts = status.get("containerName"), status.get("attempts")
@@ -71,8 +71,13 @@ def _attempt_container(status: dict[str, Any], attempt: int) -> str | None:
 @click.argument("name", shell_complete=complete_job_names)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
 @click.option("--tail", type=click.IntRange(min=0), default=None, metavar="N", help="Only the last N lines.")
-@click.option("--attempt", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Only attempt N of the current run (its section of the log).")
+@click.option(
+    "--attempt",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Only attempt N of the current run (its section of the log).",
+)
 @with_client
 def logs_cmd(client: ApiClient, name: str, follow: bool, tail: int | None, attempt: int | None) -> None:
     """Print a job's log (stdout and stderr of every attempt, kept after the container is gone).
@@ -118,9 +123,11 @@ def logs_cmd(client: ApiClient, name: str, follow: bool, tail: int | None, attem
             stdout_bytes(b"".join(section.rest()))
         if not section.found:
             recorded = status.get("attempts") or 0
-            raise CliError(f"attempt {attempt} of job {name} is not in its log (the current run has "
-                           f"{recorded} attempt{'s' if recorded != 1 else ''}; jobs with logCapture: false write "
-                           "their own log, without attempt sections)")
+            raise CliError(
+                f"attempt {attempt} of job {name} is not in its log (the current run has "
+                f"{recorded} attempt{'s' if recorded != 1 else ''}; jobs with logCapture: false write "
+                "their own log, without attempt sections)"
+            )
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:

@@ -2,7 +2,7 @@
 
 Each talks to the API (`--server`/`--token`, `$OPEVA_SERVER`/`$OPEVA_API_TOKEN`, or the config file; see
 `config.py`), except `plan --data DIR`, which reads a data folder directly. `register(main)` adds them to the
-`opeva` group defined in `controller/cli.py`.
+`opeva` group defined in `cli/main.py`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from .logs import logs_cmd
 from .plan import plan_cmd
 from .wait import wait_cmd
 
-COMMANDS = (apply_cmd, get_cmd, describe_cmd, logs_cmd, stop_cmd, resume_cmd, rerun_cmd, delete_cmd, wait_cmd,
-            plan_cmd)
+COMMANDS = (apply_cmd, get_cmd, describe_cmd, logs_cmd, stop_cmd, resume_cmd, rerun_cmd, delete_cmd, wait_cmd, plan_cmd)
 
 
 EPILOG = """Client commands talk to the API at --server, $OPEVA_SERVER, `server:` in ~/.config/opeva/config.yaml

@@ -62,8 +62,9 @@ def load_config(path: Path, required: bool = False) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: expected a mapping with keys {', '.join(CONFIG_KEYS)}")
     unknown = sorted(str(k) for k in doc if k not in CONFIG_KEYS)
     if unknown:
-        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}; "
-                          f"known keys: {', '.join(CONFIG_KEYS)}")
+        raise ConfigError(
+            f"config file {path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(CONFIG_KEYS)}"
+        )
     for key in CONFIG_KEYS:
         if key in doc and doc[key] is not None and not isinstance(doc[key], str):
             raise ConfigError(f"config file {path}: {key} must be a string")
@@ -98,6 +99,7 @@ def resolve(server: str | None, token: str | None) -> Connection:
         try:
             token = token_path.read_text().strip() or None
         except OSError as err:
-            raise ConfigError(f"config file {path}: cannot read tokenFile {token_path}: "
-                              f"{err.strerror or err}") from None
+            raise ConfigError(
+                f"config file {path}: cannot read tokenFile {token_path}: {err.strerror or err}"
+            ) from None
     return Connection(normalize_server(url), token, source, path)

@@ -25,9 +25,15 @@ def _same_spec(manifest, detail: dict[str, Any] | None) -> str:
 
 
 @click.command("apply")
-@click.option("-f", "--filename", "files", multiple=True, required=True, metavar="FILE|DIR|-",
-              help="A spec file, a folder of specs (read recursively, like the specs folder), or - for stdin. "
-                   "Repeatable.")
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    metavar="FILE|DIR|-",
+    help="A spec file, a folder of specs (read recursively, like the specs folder), or - for stdin. Repeatable.",
+)
 @click.option("--dry-run", is_flag=True, help="Validate and say what would happen; change nothing.")
 @with_client
 def apply_cmd(client: ApiClient, files: tuple[str, ...], dry_run: bool) -> None:

@@ -10,16 +10,22 @@ from __future__ import annotations
 import io
 import json
 import math
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import yaml
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-PHASE_STYLES = {"Pending": "yellow", "Running": "cyan", "Succeeded": "green", "Failed": "bold red",
-                "Stopped": "magenta"}
+PHASE_STYLES = {
+    "Pending": "yellow",
+    "Running": "cyan",
+    "Succeeded": "green",
+    "Failed": "bold red",
+    "Stopped": "magenta",
+}
 PLAIN_WIDTH = 100_000  # "never wrap" for piped output
 
 Cell = str | Text | RenderableType
@@ -33,8 +39,14 @@ class Output:
         self.tty = self.console.is_terminal
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> Table:
-        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0),
-                      header_style="bold" if self.tty else None, show_header=True)
+        table = Table(
+            box=None,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 3, 0, 0),
+            header_style="bold" if self.tty else None,
+            show_header=True,
+        )
         for col in columns:
             table.add_column(col, no_wrap=not self.tty, overflow="fold" if self.tty else "ignore")
         for row in rows:
@@ -44,8 +56,15 @@ class Output:
     def render(self, renderable: RenderableType) -> str:
         """Plain text of a renderable: no colours, no wrapping, right-stripped lines."""
         buf = io.StringIO()
-        Console(file=buf, width=PLAIN_WIDTH, color_system=None, force_terminal=False, highlight=False,
-                emoji=False, soft_wrap=False).print(renderable)
+        Console(
+            file=buf,
+            width=PLAIN_WIDTH,
+            color_system=None,
+            force_terminal=False,
+            highlight=False,
+            emoji=False,
+            soft_wrap=False,
+        ).print(renderable)
         return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
     def print(self, renderable: RenderableType | str = "") -> None:
@@ -74,11 +93,11 @@ def parse_time(value: Any) -> datetime | None:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def human_duration(seconds: float | None) -> str:
@@ -128,7 +147,7 @@ def when(value: Any, at: datetime | None = None) -> str:
     t = parse_time(value)
     if t is None:
         return "-"
-    stamp = t.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    stamp = t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return f"{stamp} ({since(value, at)} ago)"
 
 

@@ -28,8 +28,9 @@ def _confirm(verb: str, targets: list[str], yes: bool) -> None:
         return
     count = f"{len(targets)} job{'s' if len(targets) != 1 else ''}"
     if not sys.stdin.isatty():
-        raise CliError(f"refusing to {verb} {count} without confirmation: stdin is not a terminal; "
-                       "pass --yes to confirm")
+        raise CliError(
+            f"refusing to {verb} {count} without confirmation: stdin is not a terminal; pass --yes to confirm"
+        )
     shown = ", ".join(targets[:20]) + (f", ... ({len(targets) - 20} more)" if len(targets) > 20 else "")
     click.echo(f"This will {verb} {count}: {shown}", err=True)
     if not click.confirm(f"{verb.capitalize()} {count}?", default=False, err=True):
@@ -41,14 +42,13 @@ def _control_command(verb: str, summary: str, done: str, unchanged: str, example
 
     @click.command(verb, help=f"{summary}\n\n\b\nExamples:\n{examples}", short_help=short)
     @click.argument("names", nargs=-1, shell_complete=complete_job_names)
-    @click.option("--all", "all_", is_flag=True, help=f"{verb.capitalize()} every job (with -l: every matching "
-                                                      "job).")
+    @click.option("--all", "all_", is_flag=True, help=f"{verb.capitalize()} every job (with -l: every matching job).")
     @selector_option
-    @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (needed for groups without a "
-                                                   "terminal).")
+    @click.option(
+        "-y", "--yes", is_flag=True, help="Do not ask for confirmation (needed for groups without a terminal)."
+    )
     @with_client
-    def command(client: ApiClient, names: tuple[str, ...], all_: bool, selectors: tuple[str, ...],
-                yes: bool) -> None:
+    def command(client: ApiClient, names: tuple[str, ...], all_: bool, selectors: tuple[str, ...], yes: bool) -> None:
         group = _targets(client, names, all_, selectors)
         if group is not None:
             if not group:
@@ -81,21 +81,33 @@ def _control_command(verb: str, summary: str, done: str, unchanged: str, example
 
 
 stop_cmd = _control_command(
-    "stop", "Stop jobs: set spec.suspend=true; the controller stops the container (SIGTERM, grace, SIGKILL). "
-            "The record and artifacts stay; `opeva resume` runs the job again.",
-    "stopped", "already suspended",
-    "  opeva stop ppo-seed-42\n  opeva stop -l experiment=citylearn --yes\n  opeva stop --all")
+    "stop",
+    "Stop jobs: set spec.suspend=true; the controller stops the container (SIGTERM, grace, SIGKILL). "
+    "The record and artifacts stay; `opeva resume` runs the job again.",
+    "stopped",
+    "already suspended",
+    "  opeva stop ppo-seed-42\n  opeva stop -l experiment=citylearn --yes\n  opeva stop --all",
+)
 resume_cmd = _control_command(
-    "resume", "Resume stopped jobs: set spec.suspend=false; each runs again as a new attempt.",
-    "resumed", "not suspended",
-    "  opeva resume ppo-seed-42\n  opeva resume -l experiment=citylearn --yes")
+    "resume",
+    "Resume stopped jobs: set spec.suspend=false; each runs again as a new attempt.",
+    "resumed",
+    "not suspended",
+    "  opeva resume ppo-seed-42\n  opeva resume -l experiment=citylearn --yes",
+)
 rerun_cmd = _control_command(
-    "rerun", "Run jobs again with the same definition: set a new spec.runId (and suspend=false). A finished job "
-             "runs once more; a running attempt is stopped first.",
-    "rerun requested", "",
-    "  opeva rerun ppo-seed-42\n  opeva rerun -l sweep=lr --yes")
+    "rerun",
+    "Run jobs again with the same definition: set a new spec.runId (and suspend=false). A finished job "
+    "runs once more; a running attempt is stopped first.",
+    "rerun requested",
+    "",
+    "  opeva rerun ppo-seed-42\n  opeva rerun -l sweep=lr --yes",
+)
 delete_cmd = _control_command(
-    "delete", "Delete jobs' spec files. The controller stops a running container and keeps the record "
-              "(phase Stopped, reason SpecDeleted) and the artifacts; `opeva apply` brings a job back.",
-    "deleted", "",
-    "  opeva delete ppo-seed-42\n  opeva delete -l experiment=old --yes\n  opeva delete --all")
+    "delete",
+    "Delete jobs' spec files. The controller stops a running container and keeps the record "
+    "(phase Stopped, reason SpecDeleted) and the artifacts; `opeva apply` brings a job back.",
+    "deleted",
+    "",
+    "  opeva delete ppo-seed-42\n  opeva delete -l experiment=old --yes\n  opeva delete --all",
+)

@@ -12,8 +12,15 @@ import click
 
 from .errors import CliError
 from .http import ApiClient, ClientError
-from .options import (FINAL_PHASES, complete_job_names, labels_match, parse_phases, parse_selector, selector_option,
-                      with_client)
+from .options import (
+    FINAL_PHASES,
+    complete_job_names,
+    labels_match,
+    parse_phases,
+    parse_selector,
+    selector_option,
+    with_client,
+)
 
 
 @dataclass
@@ -43,8 +50,14 @@ class JobView:
 class Fetcher:
     """Loads job views, in parallel; in watch mode, finished jobs that did not change are not fetched again."""
 
-    def __init__(self, client: ApiClient, names: tuple[str, ...], phases: list[str],
-                 selector: list[tuple[str, str | None]], raw_selectors: tuple[str, ...]):
+    def __init__(
+        self,
+        client: ApiClient,
+        names: tuple[str, ...],
+        phases: list[str],
+        selector: list[tuple[str, str | None]],
+        raw_selectors: tuple[str, ...],
+    ):
         self.client = client
         self.names = names
         self.phases = phases
@@ -71,15 +84,25 @@ class Fetcher:
                         raise
                     self.missing.append(err.message)
             views = [v for v in views if v is not None]
-            return [v for v in views if (not self.phases or v.phase in self.phases)
-                    and labels_match(v.detail["metadata"].get("labels") or {}, self.selector)]
+            return [
+                v
+                for v in views
+                if (not self.phases or v.phase in self.phases)
+                and labels_match(v.detail["metadata"].get("labels") or {}, self.selector)
+            ]
         rows = self.client.list_jobs(self.phases, list(self.raw_selectors))
         keys = {row["name"]: (row.get("phase"), row.get("updated_at"), row.get("attempts")) for row in rows}
-        todo = [row["name"] for row in rows
-                if not (row["name"] in self.cache and self.cache[row["name"]][0] == keys[row["name"]]
-                        and keys[row["name"]][0] in FINAL_PHASES)]
+        todo = [
+            row["name"]
+            for row in rows
+            if not (
+                row["name"] in self.cache
+                and self.cache[row["name"]][0] == keys[row["name"]]
+                and keys[row["name"]][0] in FINAL_PHASES
+            )
+        ]
         with ThreadPoolExecutor(max_workers=8) as pool:
-            fresh = dict(zip(todo, pool.map(lambda n: self._view(n, must_exist=False), todo)))
+            fresh = dict(zip(todo, pool.map(lambda n: self._view(n, must_exist=False), todo), strict=False))
         views = []
         for row in rows:
             name = row["name"]
@@ -111,11 +134,19 @@ def table_rows(views: list[JobView], wide: bool, bars: bool) -> list[list[Any]]:
         pct = render.progress_percent(v.progress)
         if bars and v.phase == "Running" and pct is not None:
             grid = Table.grid(padding=(0, 1))
-            grid.add_row(ProgressBar(total=100, completed=pct, width=20, complete_style="cyan", finished_style="green"),
-                         Text(progress))
+            grid.add_row(
+                ProgressBar(total=100, completed=pct, width=20, complete_style="cyan", finished_style="green"),
+                Text(progress),
+            )
             progress = grid
-        row = [v.name, render.phase_text(v.phase), str(st.get("attempts", "-")) if st else "-", progress,
-               render.since(st.get("submittedAt"), at), render.span(st.get("startedAt"), _end_of(st), at)]
+        row = [
+            v.name,
+            render.phase_text(v.phase),
+            str(st.get("attempts", "-")) if st else "-",
+            progress,
+            render.since(st.get("submittedAt"), at),
+            render.span(st.get("startedAt"), _end_of(st), at),
+        ]
         if wide:
             spec = v.detail.get("spec") or {}
             labels = v.detail["metadata"].get("labels") or {}
@@ -123,8 +154,12 @@ def table_rows(views: list[JobView], wide: bool, bars: bool) -> list[list[Any]]:
             reason = st.get("reason") or "-"
             if st.get("queuePosition"):
                 reason += f" (queue #{st['queuePosition']})"
-            row += [reason, "-" if exit_code is None else str(exit_code),
-                    spec.get("image") or "-", ",".join(f"{k}={labels[k]}" for k in sorted(labels)) or "-"]
+            row += [
+                reason,
+                "-" if exit_code is None else str(exit_code),
+                spec.get("image") or "-",
+                ",".join(f"{k}={labels[k]}" for k in sorted(labels)) or "-",
+            ]
         rows.append(row)
     return rows
 
@@ -142,10 +177,13 @@ def _watch(out, fetcher: Fetcher, wide: bool, interval: float) -> None:
 
     columns = WIDE_COLUMNS if wide else COLUMNS
     if out.tty:
+
         def screen(views: list[JobView]):
             stamp = render.now().astimezone().strftime("%H:%M:%S")
-            head = Text(f"{len(views)} job{'s' if len(views) != 1 else ''} · every {interval:g}s · {stamp} · "
-                        "Ctrl-C to stop", style="dim")
+            head = Text(
+                f"{len(views)} job{'s' if len(views) != 1 else ''} · every {interval:g}s · {stamp} · Ctrl-C to stop",
+                style="dim",
+            )
             return Group(head, out.table(columns, table_rows(views, wide, bars=True)))
 
         with Live(screen(fetcher.fetch()), console=out.console, auto_refresh=False) as live:
@@ -174,19 +212,48 @@ def _watch(out, fetcher: Fetcher, wide: bool, interval: float) -> None:
 
 @click.command("get")
 @click.argument("names", nargs=-1, shell_complete=complete_job_names)
-@click.option("-o", "--output", type=click.Choice(["table", "wide", "json", "yaml", "name"]), default="table",
-              show_default=True, help="table, wide (more columns), json or yaml (the API's objects plus progress, "
-                                      "sorted keys), name (job/NAME lines).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "wide", "json", "yaml", "name"]),
+    default="table",
+    show_default=True,
+    help="table, wide (more columns), json or yaml (the API's objects plus progress, "
+    "sorted keys), name (job/NAME lines).",
+)
 @selector_option
-@click.option("--phase", "phases", multiple=True, metavar="PHASE",
-              help="Only jobs in this phase (Pending, Running, Succeeded, Failed, Stopped; repeatable).")
-@click.option("-w", "--watch", is_flag=True, help="Keep the table up to date until Ctrl-C (a progress bar per "
-                                                  "running job on a terminal; a line per change when piped).")
-@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, metavar="SECONDS",
-              help="Refresh interval with --watch.")
+@click.option(
+    "--phase",
+    "phases",
+    multiple=True,
+    metavar="PHASE",
+    help="Only jobs in this phase (Pending, Running, Succeeded, Failed, Stopped; repeatable).",
+)
+@click.option(
+    "-w",
+    "--watch",
+    is_flag=True,
+    help="Keep the table up to date until Ctrl-C (a progress bar per "
+    "running job on a terminal; a line per change when piped).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Refresh interval with --watch.",
+)
 @with_client
-def get_cmd(client: ApiClient, names: tuple[str, ...], output: str, selectors: tuple[str, ...],
-            phases: tuple[str, ...], watch: bool, interval: float) -> None:
+def get_cmd(
+    client: ApiClient,
+    names: tuple[str, ...],
+    output: str,
+    selectors: tuple[str, ...],
+    phases: tuple[str, ...],
+    watch: bool,
+    interval: float,
+) -> None:
     """List jobs, or show the named ones.
 
     The table shows name, phase, attempts, progress (percent and stage, as the job reports it in
@@ -228,8 +295,9 @@ def get_cmd(client: ApiClient, names: tuple[str, ...], output: str, selectors: t
         for v in views:
             click.echo(f"job/{v.name}")
     elif views:
-        out.print(out.table(WIDE_COLUMNS if output == "wide" else COLUMNS,
-                            table_rows(views, output == "wide", bars=False)))
+        out.print(
+            out.table(WIDE_COLUMNS if output == "wide" else COLUMNS, table_rows(views, output == "wide", bars=False))
+        )
     elif not fetcher.missing:
         click.echo("No jobs found.", err=True)
     if fetcher.missing:

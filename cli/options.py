@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import click
 
@@ -27,11 +28,20 @@ def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: s
 
 
 def connection_options(fn: Callable) -> Callable:
-    fn = click.option("--token", metavar="TOKEN", default=None,
-                      help="API bearer token (else $OPEVA_API_TOKEN, else token: in the config file).")(fn)
-    fn = click.option("--server", "-s", metavar="URL", default=None,
-                      help="API address (else $OPEVA_SERVER, else server: in ~/.config/opeva/config.yaml or "
-                           "$OPEVA_CONFIG_FILE, else http://127.0.0.1:8000).")(fn)
+    fn = click.option(
+        "--token",
+        metavar="TOKEN",
+        default=None,
+        help="API bearer token (else $OPEVA_API_TOKEN, else token: in the config file).",
+    )(fn)
+    fn = click.option(
+        "--server",
+        "-s",
+        metavar="URL",
+        default=None,
+        help="API address (else $OPEVA_SERVER, else server: in ~/.config/opeva/config.yaml or "
+        "$OPEVA_CONFIG_FILE, else http://127.0.0.1:8000).",
+    )(fn)
     return fn
 
 
@@ -48,9 +58,14 @@ def with_client(fn: Callable) -> Callable:
 
 
 def selector_option(fn: Callable) -> Callable:
-    return click.option("-l", "--selector", "selectors", multiple=True, metavar="KEY=VALUE",
-                        help="Only jobs with these labels (KEY=VALUE or KEY; repeatable or comma-separated; "
-                             "all must hold).")(fn)
+    return click.option(
+        "-l",
+        "--selector",
+        "selectors",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Only jobs with these labels (KEY=VALUE or KEY; repeatable or comma-separated; all must hold).",
+    )(fn)
 
 
 def parse_phases(values: Iterable[str], param: str = "--phase") -> list[str]:

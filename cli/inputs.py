@@ -56,8 +56,9 @@ def _parse(body: bytes, shown: str, fmt: str) -> SpecInput:
 def _read_stdin() -> SpecInput:
     body = sys.stdin.buffer.read(MAX_SPEC_BYTES + 1)
     if len(body) > MAX_SPEC_BYTES:
-        return SpecInput("<stdin>", "yaml", error=f"<stdin>: more than {MAX_SPEC_BYTES} bytes; specs are limited "
-                                                  f"to {MAX_SPEC_BYTES}")
+        return SpecInput(
+            "<stdin>", "yaml", error=f"<stdin>: more than {MAX_SPEC_BYTES} bytes; specs are limited to {MAX_SPEC_BYTES}"
+        )
     fmt = "json" if body.lstrip()[:1] == b"{" else "yaml"
     return _parse(body, "<stdin>", fmt)
 
@@ -81,7 +82,7 @@ def _read_dir(root: Path, shown_root: str) -> list[SpecInput]:
             # the controller's message starts with the path inside the folder; show the path as the user named it
             message = loaded.error
             if message.startswith(f"{rel}: "):
-                message = f"{shown}: {message[len(str(rel)) + 2:]}"
+                message = f"{shown}: {message[len(str(rel)) + 2 :]}"
             out.append(SpecInput(shown, _fmt_of(path), error=message))
             continue
         try:
@@ -117,6 +118,7 @@ def duplicates(inputs: list[SpecInput]) -> list[str]:
             continue
         first = seen.setdefault(item.manifest.name, item.source)
         if first != item.source:
-            problems.append(f"{item.source}: job {item.manifest.name!r} is already defined by {first}; "
-                            "one file per job")
+            problems.append(
+                f"{item.source}: job {item.manifest.name!r} is already defined by {first}; one file per job"
+            )
     return problems

@@ -19,9 +19,10 @@ through the API (`GET /jobs/{name}`), as the same `JobStatus` model. The verdict
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from controller.decide import Desired
 from controller.spec import SpecError, parse_document
@@ -80,8 +81,11 @@ def plan_job(desired: Desired, st: JobStatus | None) -> PlanItem | None:
             return PlanItem(name, "stop", "new job, suspended: recorded as Stopped, not started", file)
         if not new_run and (st.terminal or st.phase == "Stopped"):
             return PlanItem(name, "unchanged", _phase(st), file)
-        what = f"new generation {generation}, " if st.observedGeneration != generation else (
-            (f"new runId {spec.runId}, " if spec.runId else "runId removed, ") if new_run else "")
+        what = (
+            f"new generation {generation}, "
+            if st.observedGeneration != generation
+            else ((f"new runId {spec.runId}, " if spec.runId else "runId removed, ") if new_run else "")
+        )
         if st.phase == "Running":
             return PlanItem(name, "stop", f"{what}suspended; stops the running attempt {st.attempts}", file)
         if st.phase == "Pending":
@@ -112,8 +116,9 @@ def _matches(labels: dict[str, str], selector: list[tuple[str, str | None]]) -> 
     return all(k in labels and (v is None or labels[k] == v) for k, v in selector)
 
 
-def make_plan(desired: dict[str, Desired], records: dict[str, JobStatus],
-              selector: list[tuple[str, str | None]] | None = None) -> list[PlanItem]:
+def make_plan(
+    desired: dict[str, Desired], records: dict[str, JobStatus], selector: list[tuple[str, str | None]] | None = None
+) -> list[PlanItem]:
     """One item per job name in the folder or the records, sorted by name.
 
     With a label selector, a job is kept when the labels of its spec (or, spec removed, of its record) match;
@@ -142,8 +147,10 @@ def summary(items: Iterable[PlanItem]) -> str:
     counts = {a: 0 for a in ACTIONS}
     for item in items:
         counts[item.action] += 1
-    return (f"Plan: {counts['start']} to start, {counts['rerun']} to rerun, {counts['stop']} to stop, "
-            f"{counts['unchanged']} unchanged, {counts['invalid']} invalid.")
+    return (
+        f"Plan: {counts['start']} to start, {counts['rerun']} to rerun, {counts['stop']} to stop, "
+        f"{counts['unchanged']} unchanged, {counts['invalid']} invalid."
+    )
 
 
 # ---- the two sides ----------------------------------------------------------------------------------------------
@@ -205,7 +212,7 @@ def records_via_api(client, names: Iterable[str], selectors: list[str] | None = 
     with ThreadPoolExecutor(max_workers=8) as pool:
         details = list(pool.map(client.job_or_none, wanted))
     out = {}
-    for name, detail in zip(wanted, details):
+    for name, detail in zip(wanted, details, strict=False):
         st = status_of(detail) if detail else None
         if st is not None:
             out[name] = st

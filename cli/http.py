@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -30,9 +31,11 @@ def _unreachable_message(conn: Connection, err: Exception) -> str:
     cause = str(err) or type(err).__name__
     if "refused" in cause.lower():
         cause = "connection refused"
-    return (f"cannot reach the OPEVA API at {conn.server} (server from {conn.source}): {cause}.\n"
-            f"Start one with `opeva run` (controller and API; `opeva run --port PORT` for another port), or point "
-            f"--server, $OPEVA_SERVER or `server:` in {conn.config_file} at a running one.")
+    return (
+        f"cannot reach the OPEVA API at {conn.server} (server from {conn.source}): {cause}.\n"
+        f"Start one with `opeva run` (controller and API; `opeva run --port PORT` for another port), or point "
+        f"--server, $OPEVA_SERVER or `server:` in {conn.config_file} at a running one."
+    )
 
 
 class ApiClient:
@@ -43,7 +46,7 @@ class ApiClient:
             headers["Authorization"] = f"Bearer {conn.token}"
         self._http = httpx.Client(base_url=conn.server, headers=headers, timeout=timeout)
 
-    def __enter__(self) -> "ApiClient":
+    def __enter__(self) -> ApiClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -63,13 +66,17 @@ class ApiClient:
             pass
         status = response.status_code
         if status == 401:
-            hint = ("the token was rejected" if self.conn.token else "this API requires a token")
-            return ClientError(f"{hint} (401 from {self.conn.server}); set --token, $OPEVA_API_TOKEN, or `token:` "
-                               f"in {self.conn.config_file}", status)
+            hint = "the token was rejected" if self.conn.token else "this API requires a token"
+            return ClientError(
+                f"{hint} (401 from {self.conn.server}); set --token, $OPEVA_API_TOKEN, or `token:` "
+                f"in {self.conn.config_file}",
+                status,
+            )
         if not isinstance(detail, str):
             text = response.text.strip()[:200]
             detail = f"{status} {response.reason_phrase} from {self.conn.server}{response.request.url.path}" + (
-                f": {text}" if text else " (is this an OPEVA API?)")
+                f": {text}" if text else " (is this an OPEVA API?)"
+            )
         return ClientError(detail, status)
 
     def request(self, method: str, path: str, *, ok_missing: bool = False, **kwargs: Any) -> httpx.Response | None:
@@ -79,8 +86,9 @@ class ApiClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
             raise Unreachable(_unreachable_message(self.conn, err)) from None
         except httpx.TimeoutException:
-            raise ClientError(f"the OPEVA API at {self.conn.server} did not answer within "
-                              f"{self._http.timeout.read} s") from None
+            raise ClientError(
+                f"the OPEVA API at {self.conn.server} did not answer within {self._http.timeout.read} s"
+            ) from None
         except httpx.HTTPError as err:
             raise ClientError(f"request to {self.conn.server}{path} failed: {err}") from None
         if response.status_code == 404 and ok_missing:
