@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install the project into it, with the test extras when given --test.
+# Create .venv (once) and install the project into it: with the test extras when given --test, with the test and
+# developer tools (ruff, mypy, import-linter, pre-commit) when given --dev.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -8,4 +9,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
+[ "${1:-}" = "--dev" ] && extras="[test,dev]"
 .venv/bin/pip install -q -e ".${extras}"

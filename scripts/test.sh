@@ -3,10 +3,15 @@
 # and the locally built test images.
 #   default: unit + end-to-end, then the long fault-injection variants in their short form
 #   OPEVA_LONG=1: the long variants at full length
+#   --fast: only the unit tests (pure logic, no Docker, a few seconds)
 #   extra arguments go to pytest, e.g.  bash scripts/test.sh tests/unit -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh --test
+if [ "${1:-}" = "--fast" ]; then
+  shift
+  exec .venv/bin/python -m pytest tests/unit -q "$@"
+fi
 bash scripts/ensure-docker.sh
 bash scripts/build-images.sh --python
 if [ "$#" -gt 0 ]; then
