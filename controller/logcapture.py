@@ -128,7 +128,7 @@ class LogCapture:
                 # a new attempt: drop a header a crash may have left half-written, then write it whole. The old
                 # cursor's offset counts only if it describes this same file (logCapture may have changed).
                 same_file = cur is not None and cur.get("file") == path.name and cur.get("complete")
-                prev_end = int(cur["offset"]) if same_file else size
+                prev_end = int(cur["offset"]) if same_file and cur is not None else size
                 offset = min(prev_end, size)
                 if offset > 0 and os.pread(fd, 1, offset - 1) != b"\n":
                     os.pwrite(fd, b"\n", offset)

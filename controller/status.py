@@ -38,9 +38,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
 class Condition(_Model):
     type: str
-    status: Literal["True", "False", "Unknown"] = "True"
+    status: ConditionStatus = "True"
     reason: str | None = None
     message: str | None = None
     lastTransitionTime: datetime
@@ -127,7 +130,9 @@ class JobStatus(_Model):
         """Ids of containers recorded by earlier runs: leftovers if seen again, never this run's attempts."""
         return {h.containerId for h in self.history[: self.runHistoryStart] if h.containerId}
 
-    def set_condition(self, type_: str, status: str, reason: str | None, message: str | None, now: datetime) -> None:
+    def set_condition(
+        self, type_: str, status: ConditionStatus, reason: str | None, message: str | None, now: datetime
+    ) -> None:
         """Upsert a condition; lastTransitionTime moves only when its status flips."""
         for i, c in enumerate(self.conditions):
             if c.type == type_:

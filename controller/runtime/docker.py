@@ -196,7 +196,7 @@ class DockerRuntime:
                 return
             # the engine refusing the container (no such executable, a bad mount, a GPU driver it lacks) is about
             # the job's definition and fails the job with Docker's words; a timeout inside the engine may pass
-            if err.status_code >= 500 and any(t in text for t in _TRANSIENT):
+            if (err.status_code or 0) >= 500 and any(t in text for t in _TRANSIENT):
                 raise RuntimeUnavailable(f"start {name}: {text}") from err
             raise CreateRejected(f"Docker could not start {name}: {text}") from err
 

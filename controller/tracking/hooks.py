@@ -303,7 +303,7 @@ class MlflowHooks:
                 tags.append(tag("opeva.reason", reason))
             if exit_code is not None:
                 tags.append(tag("opeva.exitCode", str(exit_code)))
-            artifacts = []
+            artifacts: list[dict[str, Any]] = []
             if self.outbox.path(entry, "result.json").exists():
                 artifacts.append({"entry_file": "result.json", "artifact_path": "results", "name": "result.json"})
             for name, start in sorted(entry.log_offsets.items()):

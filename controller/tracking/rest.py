@@ -8,9 +8,9 @@ MLflow's own client retries for minutes with backoff inside one call; a call her
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -75,7 +75,7 @@ class FileRange:
 
     def __init__(self, path: Path, start: int, end: int, chunk: int = 1 << 20):
         self.path, self.start, self.end, self.chunk = path, start, end, chunk
-        self._f = None
+        self._f: BinaryIO | None = None
         self._left = end - start
 
     def __len__(self) -> int:
@@ -211,9 +211,9 @@ class MlflowRest:
     def log_batch(
         self,
         run_id: str,
-        metrics: list[dict] = (),
-        params: list[dict] = (),
-        tags: list[dict] = (),
+        metrics: Sequence[dict] = (),
+        params: Sequence[dict] = (),
+        tags: Sequence[dict] = (),
         timeout: float | None = None,
     ) -> None:
         body = {"run_id": run_id, "metrics": list(metrics), "params": list(params), "tags": list(tags)}

@@ -10,6 +10,7 @@ changed param, a deleted run) is logged and dropped, so one bad operation never 
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -198,7 +199,10 @@ class Sender:
                 return
             files, body = _merge(pending)
             try:
-                self._guard(f"{entry.id}:{files[0].name}", lambda: self.rest.log_batch(entry.run_id, **body))  # noqa: B023 (called at once)
+                self._guard(
+                    f"{entry.id}:{files[0].name}",
+                    functools.partial(self.rest.log_batch, entry.run_id, body["metrics"], body["params"], body["tags"]),
+                )
             except Rejected as err:
                 log.warning(
                     "mlflow_op_rejected",
@@ -239,12 +243,12 @@ class Sender:
         for i, batch in enumerate(chunks(metrics, size) if metrics else [[]]):
             step(
                 f"metrics:{i}",
-                lambda b=batch, first=(i == 0): self.rest.log_batch(
-                    entry.run_id, metrics=b, tags=tags[:MAX_BATCH_TAGS] if first else []
+                functools.partial(
+                    self.rest.log_batch, entry.run_id, metrics=batch, tags=tags[:MAX_BATCH_TAGS] if i == 0 else []
                 ),
             )
         for i, art in enumerate(close.get("artifacts", [])):
-            step(f"artifact:{i}", lambda a=art: self._upload(entry, a))
+            step(f"artifact:{i}", functools.partial(self._upload, entry, art))
         step("terminate", lambda: self.rest.update_run(entry.run_id, close["status"], close.get("end_ms")))
         step("duplicates", lambda: self._close_duplicates(entry))
         log.info("mlflow_run_closed", job=entry.job, attempt=entry.attempt, run_id=entry.run_id, status=close["status"])
