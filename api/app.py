@@ -25,8 +25,9 @@ from controller.store import DataStore, StoreError
 from .context import ApiContext
 from .errors import NAME_RULE, ApiError, short_repr
 from .index import JobIndex
+from .metrics import build_registry
 from .models import ErrorBody
-from .routes import health, jobs, logs, seed
+from .routes import health, jobs, logs, metrics, seed
 from .specfiles import SpecFiles
 
 log = structlog.get_logger("opeva.api")
@@ -63,10 +64,12 @@ def create_app(
             {"name": "logs", "description": "Log files, streamed."},
             {"name": "seed (compatibility)", "description": "The seed service's endpoints."},
             {"name": "health", "description": "Liveness and readiness, without auth."},
+            {"name": "metrics", "description": "Prometheus metrics."},
         ],
     )
     app.state.ctx = ctx
-    for module in (jobs, logs, seed, health):
+    app.state.metrics = build_registry(store, ctx.index)
+    for module in (jobs, logs, seed, health, metrics):
         app.include_router(module.router)
     _install_error_handlers(app)
     app.add_middleware(Guard, token=ctx.token, max_body=max_body)

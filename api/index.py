@@ -65,6 +65,10 @@ def _entry(name: str, raw: Any) -> dict[str, Any]:
             "container_id": raw if isinstance(raw, str) else None,
             "container_name": None,
             "queue_position": None,
+            "submitted_at": None,
+            "started_at": None,
+            "finished_at": None,
+            "outcomes": {},
         }
     phase = raw.get("phase") if isinstance(raw.get("phase"), str) else None
     labels = raw.get("labels") if isinstance(raw.get("labels"), dict) else {}
@@ -88,7 +92,17 @@ def _entry(name: str, raw: Any) -> dict[str, Any]:
         "container_id": opt_str("container_id"),
         "container_name": opt_str("container_name"),
         "queue_position": position if isinstance(position, int) and not isinstance(position, bool) else None,
+        "submitted_at": opt_str("submitted_at"),
+        "started_at": opt_str("started_at"),
+        "finished_at": opt_str("finished_at"),
+        "outcomes": _counts(raw.get("outcomes")),
     }
+
+
+def _counts(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
 
 
 def _entry_from_status(name: str, status: dict[str, Any]) -> dict[str, Any]:
@@ -105,8 +119,21 @@ def _entry_from_status(name: str, status: dict[str, Any]) -> dict[str, Any]:
             "container_id": status.get("containerId"),
             "container_name": status.get("containerName"),
             "queue_position": status.get("queuePosition"),
+            "submitted_at": status.get("submittedAt"),
+            "started_at": status.get("startedAt"),
+            "finished_at": status.get("finishedAt"),
+            "outcomes": _history_outcomes(status),
         },
     )
+
+
+def _history_outcomes(status: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    history = status.get("history")
+    for record in history if isinstance(history, list) else ():
+        if isinstance(record, dict) and isinstance(record.get("outcome"), str):
+            counts[record["outcome"]] = counts.get(record["outcome"], 0) + 1
+    return counts
 
 
 @dataclass

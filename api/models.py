@@ -74,6 +74,13 @@ class JobListItem(BaseModel):
     updated_at: str | None
     container_id: str | None
     container_name: str | None
+    queue_position: int | None = Field(None, description="Place among the waiting jobs, 1 = next.")
+    submitted_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    outcomes: dict[str, int] = Field(
+        default_factory=dict, description="Attempts by outcome (Succeeded, Failed, ...; Running for one under way)."
+    )
     job_info: dict[str, Any] = Field(description="The job's job_info.json (image, container, MLflow ids, times).")
     model_config = ConfigDict(
         json_schema_extra={

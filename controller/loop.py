@@ -16,12 +16,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from . import metrics
 from .capacity import machine_capacity
 from .containercache import ContainerCache
 from .hooks import AttemptHooks, NoHooks
 from .logcapture import LogCapture
 from .reconciler import Reconciler
 from .runtime.base import Runtime, RuntimeUnavailable
+from .sampler import Sampler
 from .scheduler import Scheduler
 from .settings import Settings
 from .specsource import SpecSource
@@ -43,6 +45,7 @@ class _SpecEvents(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type != "opened" and event.event_type != "closed_no_write":
+            metrics.WATCH_EVENTS.labels("specs").inc()
             self.wake.set()
 
 
@@ -78,6 +81,7 @@ class Controller:
             hooks=self.hooks,
             scheduler=self.scheduler,
         )
+        self.sampler = Sampler(self.store, runtime, lambda: list(self.reconciler.statuses().values()))
         self._stop = threading.Event()
         self._scan_wake = threading.Event()
         self._resync_wake = threading.Event()
@@ -112,6 +116,7 @@ class Controller:
         self._spawn(self._resync_loop, "resync")
         self._spawn(self._events_loop, "engine-events")
         self._spawn(self._recorder_loop, "recorder")
+        self._spawn(lambda: self.sampler.run(self._stop), "sampler")
 
     def stop(self) -> None:
         """Stop the controller, not the jobs: containers keep running and are adopted at the next start."""
@@ -144,14 +149,19 @@ class Controller:
             if name is None:
                 return
             self._unsettled.add(name)  # until it settles (set operations are atomic under the GIL)
+            result = "error"
+            t0 = time.perf_counter()
             try:
                 after = self.reconciler.reconcile(name)
                 self.queue.forget(name)
                 if after is None:
+                    result = "success"
                     self._unsettled.discard(name)
                 else:
+                    result = "requeue"
                     self.queue.add_after(name, after)
             except RuntimeUnavailable as err:
+                result = "engine_unavailable"
                 # the engine is away: every job would say so; one line from the watcher is enough
                 delay = self.queue.add_rate_limited(name)
                 (log.warning if self.docker_ok else log.debug)(
@@ -165,6 +175,8 @@ class Controller:
                 delay = self.queue.add_rate_limited(name)
                 log.exception("reconcile_failed", job=name, retry_in=round(delay, 2))
             finally:
+                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - t0)
+                metrics.RECONCILES.labels(result).inc()
                 self.queue.done(name)
 
     # ---- watchers ---------------------------------------------------------------------------------------
@@ -297,6 +309,7 @@ class Controller:
                 for ev in stream:
                     if self._stop.is_set():
                         return
+                    metrics.WATCH_EVENTS.labels("engine").inc()
                     try:
                         self._on_engine_event(ev)
                     except RuntimeUnavailable:
@@ -337,6 +350,7 @@ class Controller:
                         "phases": self.reconciler.phase_counts(),
                         "queue": len(self.queue),
                         "capacity": self.scheduler.summary(),
+                        **metrics.heartbeat_fields(self.scheduler, self.sampler.latest),
                     }
                 )
             except StoreError as err:

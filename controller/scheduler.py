@@ -20,6 +20,7 @@ The queue's rule:
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -285,6 +286,27 @@ class Scheduler:
                 },
                 "waiting": plan.queue_length,
             }
+
+    def waiting_view(self, limit: int = 200) -> tuple[list[dict], dict[str, int]]:
+        """The first `limit` waiting jobs in queue order with why each waits, and how many wait in each queue."""
+        with self._lock:
+            plan = self._plan_locked()
+            per_queue: dict[str, int] = {}
+            for name in plan.waiting:
+                queue = self._pending[name].queue if name in self._pending else None
+                per_queue[queue or ""] = per_queue.get(queue or "", 0) + 1
+            first = heapq.nsmallest(limit, plan.waiting.items(), key=lambda item: item[1].position)
+            rows = [
+                {
+                    "job": name,
+                    "position": w.position,
+                    "reason": w.reason,
+                    "message": w.message,
+                    "queue": self._pending[name].queue if name in self._pending else None,
+                }
+                for name, w in first
+            ]
+            return rows, per_queue
 
     # -- changing --
     def admit(self, job: PendingJob, container: str | None = None) -> Admission:

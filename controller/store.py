@@ -271,6 +271,10 @@ class DataStore:
                 "queue_position": s.queuePosition,
                 "labels": s.labels,
                 "updated_at": iso(s.updatedAt),
+                "submitted_at": iso(s.submittedAt),
+                "started_at": iso(s.startedAt),
+                "finished_at": iso(s.finishedAt),
+                "outcomes": _outcome_counts(s),
             }
             for name, s in sorted(statuses.items())
         }
@@ -299,6 +303,16 @@ class DataStore:
     # ---- the controller lock -----------------------------------------------------------------------------
     def acquire_lock(self) -> ControllerLock:
         return ControllerLock.acquire(self.state_dir / "controller.lock")
+
+
+def _outcome_counts(s: JobStatus) -> dict[str, int]:
+    """Finished attempts by outcome, and `Running` for an attempt under way, for the attempt metrics."""
+    counts: dict[str, int] = {}
+    for h in s.history:
+        counts[h.outcome] = counts.get(h.outcome, 0) + 1
+    if s.phase == "Running" and s.containerName and not s.recorded(s.containerName):
+        counts["Running"] = 1
+    return counts
 
 
 class ControllerLock:

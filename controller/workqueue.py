@@ -14,6 +14,8 @@ import time
 from collections import deque
 from collections.abc import Hashable
 
+from . import metrics
+
 
 class WorkQueue:
     def __init__(self, base_delay: float = 0.05, max_delay: float = 300.0):
@@ -24,6 +26,7 @@ class WorkQueue:
         self._waiting: list[tuple[float, int, Hashable]] = []
         self._due: dict[Hashable, float] = {}
         self._failures: dict[Hashable, int] = {}
+        self._added_at: dict[Hashable, float] = {}  # when a queued key was queued, for the latency metric
         self._seq = 0
         self._shutdown = False
         self.base_delay = base_delay
@@ -37,9 +40,15 @@ class WorkQueue:
         if self._shutdown or key in self._dirty:
             return
         self._dirty.add(key)
+        metrics.QUEUE_ADDS.inc()
         if key not in self._processing:
-            self._queue.append(key)
-            self._cond.notify()
+            self._enqueue_locked(key)
+
+    def _enqueue_locked(self, key: Hashable) -> None:
+        self._queue.append(key)
+        self._added_at.setdefault(key, time.monotonic())
+        metrics.QUEUE_DEPTH.set(len(self._queue))
+        self._cond.notify()
 
     def add_after(self, key: Hashable, delay: float) -> None:
         if delay <= 0:
@@ -59,6 +68,7 @@ class WorkQueue:
         with self._cond:
             n = self._failures.get(key, 0)
             self._failures[key] = n + 1
+        metrics.QUEUE_RETRIES.inc()
         delay = min(self.base_delay * (2 ** min(n, 30)), self.max_delay)
         self.add_after(key, delay)
         return delay
@@ -80,6 +90,8 @@ class WorkQueue:
                 self._promote_due_locked(now)
                 if self._queue:
                     key = self._queue.popleft()
+                    metrics.QUEUE_DEPTH.set(len(self._queue))
+                    metrics.QUEUE_LATENCY.observe(now - self._added_at.pop(key, now))
                     self._processing.add(key)
                     self._dirty.discard(key)
                     return key
@@ -104,8 +116,7 @@ class WorkQueue:
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:
-                self._queue.append(key)
-                self._cond.notify()
+                self._enqueue_locked(key)
 
     def shutdown(self) -> None:
         with self._cond:

@@ -5,33 +5,15 @@ No authentication: probes and load balancers call it. It reveals counts, never n
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
 
-from controller.status import utcnow
-from controller.store import read_json
-
 from ..context import Ctx
+from ..heartbeat import read_heartbeat
 from ..models import Health
 
 router = APIRouter(tags=["health"])
-
-HEARTBEAT_FRESH_SECONDS = 30.0
-
-
-def heartbeat_age(beat: dict[str, Any]) -> float | None:
-    raw = beat.get("time")
-    if not isinstance(raw, str):
-        return None
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        return None
-    return max(0.0, (utcnow() - t).total_seconds())
 
 
 @router.get(
@@ -41,10 +23,8 @@ def heartbeat_age(beat: dict[str, Any]) -> float | None:
     openapi_extra={"security": []},
 )
 def health(ctx: Ctx) -> dict[str, Any]:
-    beat = read_json(ctx.store.state_dir / "heartbeat.json")
-    beat = beat if isinstance(beat, dict) else {}
-    age = heartbeat_age(beat)
-    alive = age is not None and age <= HEARTBEAT_FRESH_SECONDS
+    heartbeat = read_heartbeat(ctx.store)
+    beat, age, alive = heartbeat.data, heartbeat.age, heartbeat.alive
     docker = beat.get("docker") if alive and isinstance(beat.get("docker"), bool) else None
     snap = ctx.index.snapshot()
     phases = dict(snap.phase_counts)

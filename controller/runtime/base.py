@@ -94,6 +94,15 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class ContainerStats:
+    """Cumulative CPU time and current memory of a container; CPU use is the change between two samples."""
+
+    cpu_seconds: float  # CPU time the container used since it started
+    memory: int  # bytes in use, page cache not counted
+    memory_limit: int | None = None
+
+
+@dataclass(frozen=True)
 class EngineEvent:
     job: str
     action: str
@@ -120,6 +129,10 @@ class Runtime(Protocol):
     def events(self) -> Iterator[EngineEvent]: ...
 
     def logs(self, name: str, since: float | None) -> Iterator[bytes]: ...
+
+    def stats(self, name: str) -> ContainerStats | None:
+        """One resource sample of a running container, or None when it is gone."""
+        ...
 
 
 def parse_engine_time(value: str | None) -> datetime | None:

@@ -14,6 +14,7 @@ from docker import errors as derr
 from docker.types import DeviceRequest
 from docker.types import Mount as DockerMount
 
+from .. import metrics
 from .base import (
     LABEL_ATTEMPT,
     LABEL_GENERATION,
@@ -23,6 +24,7 @@ from .base import (
     LABEL_RUN,
     ContainerInfo,
     ContainerRequest,
+    ContainerStats,
     CreateRejected,
     EngineEvent,
     ImageMissing,
@@ -155,19 +157,20 @@ class DockerRuntime:
         )
 
         def create():
-            return self._call(
-                self._api.create_container,
-                req.image,
-                name=req.name,
-                command=req.command,
-                entrypoint=req.entrypoint,
-                environment=req.env,
-                working_dir=req.working_dir,
-                labels=req.labels,
-                host_config=host_config,
-                stop_timeout=req.stop_grace,
-                detach=True,
-            )
+            with metrics.timed(metrics.CONTAINER_SECONDS.labels("create")):
+                return self._call(
+                    self._api.create_container,
+                    req.image,
+                    name=req.name,
+                    command=req.command,
+                    entrypoint=req.entrypoint,
+                    environment=req.env,
+                    working_dir=req.working_dir,
+                    labels=req.labels,
+                    host_config=host_config,
+                    stop_timeout=req.stop_grace,
+                    detach=True,
+                )
 
         try:
             try:
@@ -187,9 +190,30 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"container {req.name} vanished right after start")
         return info
 
+    def stats(self, name: str) -> ContainerStats | None:
+        try:
+            raw = self._call(self._api.stats, name, stream=False, one_shot=True)
+        except derr.NotFound:
+            return None
+        except derr.APIError as err:
+            raise RuntimeUnavailable(f"stats {name}: {err.explanation or err}") from err
+        cpu = (raw.get("cpu_stats") or {}).get("cpu_usage") or {}
+        mem = raw.get("memory_stats") or {}
+        if "total_usage" not in cpu:
+            return None  # not running
+        inner = mem.get("stats") or {}
+        cache = inner.get("inactive_file", inner.get("total_inactive_file", inner.get("cache", 0)))
+        limit = mem.get("limit")
+        return ContainerStats(
+            cpu_seconds=cpu["total_usage"] / 1e9,
+            memory=max(0, int(mem.get("usage", 0)) - int(cache or 0)),
+            memory_limit=int(limit) if limit else None,
+        )
+
     def start(self, name: str) -> None:
         try:
-            self._call(self._api.start, name)
+            with metrics.timed(metrics.CONTAINER_SECONDS.labels("start")):
+                self._call(self._api.start, name)
         except derr.APIError as err:
             text = str(err.explanation or err)
             if err.status_code == 304 or "already started" in text:
