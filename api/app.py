@@ -7,6 +7,7 @@ controller may run in the same process (`opeva run`) or elsewhere, sharing only 
 from __future__ import annotations
 
 import hmac
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controller.spec import JobManifest
 from controller.store import DataStore, StoreError
 
+from .configs import ConfigFolder
 from .context import ApiContext
-from .errors import NAME_RULE, ApiError, short_repr
+from .errors import NAME_RULE, ApiError, DomainError, domain_status, short_repr
 from .index import JobIndex
 from .metrics import build_registry
 from .models import ErrorBody
 from .routes import health, jobs, logs, metrics, seed
+from .simulations import DEFAULT_SIMULATOR_IMAGE, Simulations
 from .specfiles import SpecFiles
 
 log = structlog.get_logger("opeva.api")
@@ -50,11 +53,32 @@ Errors are JSON: `{"detail": "what is wrong"}`.
 
 
 def create_app(
-    data_dir: Path, specs_dir: Path | None = None, token: str | None = None, max_body: int = 1024 * 1024
+    data_dir: Path,
+    specs_dir: Path | None = None,
+    token: str | None = None,
+    max_body: int = 1024 * 1024,
+    simulator_image: str | None = None,
+    host_data_dir: Path | None = None,
 ) -> FastAPI:
-    """The API over `data_dir` (specs in `specs_dir`, default DATA/specs); `token` turns on Bearer authentication."""
+    """The API over `data_dir` (specs in `specs_dir`, default DATA/specs); `token` turns on Bearer authentication.
+
+    `simulator_image` is the repository `/run-simulation` adds `image_tag` to ($OPEVA_SIMULATOR_IMAGE, default
+    calof/opeva_simulator); `host_data_dir` the data folder's path on the Docker host ($OPEVA_HOST_DATA), so dataset
+    paths given as host paths are rewritten for the container.
+    """
     store = DataStore.open(data_dir, specs_dir)
-    ctx = ApiContext(store=store, index=JobIndex(store), specs=SpecFiles(store), token=token or None, max_body=max_body)
+    configs = ConfigFolder(store.root)
+    repository = simulator_image or os.environ.get("OPEVA_SIMULATOR_IMAGE") or DEFAULT_SIMULATOR_IMAGE
+    host_data = host_data_dir or (Path(os.environ["OPEVA_HOST_DATA"]) if os.environ.get("OPEVA_HOST_DATA") else None)
+    ctx = ApiContext(
+        store=store,
+        index=JobIndex(store),
+        specs=SpecFiles(store),
+        token=token or None,
+        max_body=max_body,
+        configs=configs,
+        simulations=Simulations(store, configs, repository, host_data, _words(os.environ.get("OPEVA_SIMULATOR_TAGS"))),
+    )
     app = FastAPI(
         title="OPEVA job controller API",
         version=API_VERSION,
@@ -76,6 +100,10 @@ def create_app(
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     log.info("api_created", data=str(store.root), specs=str(store.specs_dir), auth=ctx.token is not None)
     return app
+
+
+def _words(value: str | None) -> tuple[str, ...]:
+    return tuple(w.strip() for w in (value or "").split(",") if w.strip())
 
 
 # ---- authentication, body cap, access log ----------------------------------------------------------------------
@@ -197,6 +225,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=domain_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

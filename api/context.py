@@ -9,8 +9,10 @@ from fastapi import Depends, Request
 
 from controller.store import DataStore
 
+from .configs import ConfigFolder
 from .errors import not_found
 from .index import JobIndex
+from .simulations import Simulations
 from .specfiles import SpecFiles
 
 
@@ -21,10 +23,14 @@ class ApiContext:
     specs: SpecFiles
     token: str | None
     max_body: int
+    configs: ConfigFolder
+    simulations: Simulations
 
     def job_known(self, name: str) -> bool:
         """A job exists if the controller has a record of it or a spec file defines it (a collected job's kept
         artifacts alone do not make it one)."""
+        if self.store.is_deleted(name):
+            return False  # deleted by a user: gone from every listing, while the controller archives it
         return self.store.status_path(name).is_file() or self.specs.find(name) is not None
 
     def require_job(self, name: str) -> None:

@@ -29,3 +29,54 @@ def not_found(name: str) -> ApiError:
 def short_repr(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---- domain errors: raised by the code below the routes, mapped to a status in one place (api/app.py) ----------
+class DomainError(Exception):
+    """A request the service cannot honour, said in the words of the domain, not of HTTP."""
+
+
+class InvalidInput(DomainError):
+    """A value in the request is malformed or names something it must not (a path with '..', a bad file name)."""
+
+
+class NotFound(DomainError):
+    """The thing the request names does not exist."""
+
+
+class AlreadyExists(DomainError):
+    """Creating it would replace something that exists, and the request did not ask for that."""
+
+
+class UnsafePath(DomainError):
+    """A path a job or a user could have planted leads through a link or to something that is not a plain file."""
+
+
+class TooLarge(DomainError):
+    """The content is over a size limit."""
+
+
+class UnknownHost(DomainError):
+    """`target_host` names a host this service does not know (the old service answered 400)."""
+
+
+class CannotRunHere(DomainError):
+    """The request asks for an executor this service does not have (an HPC target such as Deucalion)."""
+
+
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    InvalidInput: 422,
+    NotFound: 404,
+    AlreadyExists: 409,
+    UnsafePath: 409,
+    TooLarge: 413,
+    UnknownHost: 400,
+    CannotRunHere: 422,
+}
+
+
+def domain_status(err: DomainError) -> int:
+    for kind in type(err).__mro__:
+        if kind in DOMAIN_STATUS:
+            return DOMAIN_STATUS[kind]
+    return 400

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import anyio
 
-from .errors import ApiError
+from .errors import ApiError, InvalidInput, UnsafePath
 
 CHUNK = 256 * 1024
 MAX_JSON_BYTES = 16 * 1024 * 1024
@@ -154,3 +154,38 @@ async def follow(
     finally:
         if f is not None:
             f.close()
+
+
+def open_beneath(root: Path, parts: tuple[str, ...], *, directory: bool = False) -> int | None:
+    """A descriptor for root/parts[0]/.../parts[-1], every component opened with O_NOFOLLOW from its parent's fd, so
+    no link (even one swapped in meanwhile) leads out of `root`. None if a component is missing; UnsafePath if one is
+    a link, not a folder, or (for a file) not a regular file."""
+    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        fd = os.open(root, flags_dir)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise UnsafePath(
+            f"{root.name} is a link or cannot be opened ({err.strerror or err}); it is not served"
+        ) from None
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part in ("", ".", "..") or "/" in part or "\x00" in part:
+            os.close(fd)
+            raise InvalidInput(f"invalid path component {part!r}")
+        flags = flags_dir if (not last or directory) else os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            nfd = os.open(part, flags, dir_fd=fd)
+        except FileNotFoundError:
+            os.close(fd)
+            return None
+        except OSError:
+            os.close(fd)
+            raise UnsafePath(f"{'/'.join(parts)} is a link or not what was asked for; it is not served") from None
+        os.close(fd)
+        fd = nfd
+    if not directory and parts and not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePath(f"{'/'.join(parts)} is not a regular file; it is not served")
+    return fd

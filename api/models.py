@@ -81,7 +81,16 @@ class JobListItem(BaseModel):
     outcomes: dict[str, int] = Field(
         default_factory=dict, description="Attempts by outcome (Succeeded, Failed, ...; Running for one under way)."
     )
-    job_info: dict[str, Any] = Field(description="The job's job_info.json (image, container, MLflow ids, times).")
+    job_info: dict[str, Any] = Field(
+        description="The job's job_info.json (image, container, MLflow ids, times, and for /run-simulation jobs "
+        "job_name, config_path, submitted_by, experiment_name, run_name, target_host), with durations."
+    )
+    queue_wait_seconds: float | None = None
+    run_duration_seconds: float | None = None
+    total_duration_seconds: float | None = None
+    requeue_count: int = 0
+    attempt_number: int = 0
+    job_meta: dict[str, Any] = Field(default_factory=dict, description="The old backend's submission metadata.")
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -189,24 +198,34 @@ class Health(BaseModel):
 
 
 class RunSimulationRequest(BaseModel):
-    """The seed's launch request. Any other key is a free parameter, passed to the job as an environment variable
-    named after the key in upper case (`{"param1": "a"}` -> `PARAM1=a`)."""
+    """The old backend's launch request, as energaize_ui, ai-manager-ui and the Algorithms scripts send it. Any other
+    key is a free parameter, passed to the job as an environment variable named after the key in upper case
+    (`{"param1": "a"}` -> `PARAM1=a`)."""
 
     config_path: str | None = Field(
-        None, description="Config file, relative to the data folder (e.g. configs/ppo.yaml)."
+        None, description="A config in DATA/configs/: `ppo.yaml`, `configs/ppo.yaml` or `/data/configs/ppo.yaml`."
     )
-    config_file: str | None = Field(None, description="Config file name inside DATA/configs/ (the seed's older field).")
-    job_name: str | None = Field(None, description="A human name; the job id is derived from it plus a random suffix.")
-    image: str | None = Field(None, description="Full image reference; default calof/opeva_simulator:latest.")
-    image_tag: str | None = Field(None, description="Tag of the default image, used when `image` is not given.")
-    target_host: str | None = Field(
-        None, description="Accepted for compatibility; jobs run on this controller's Docker."
+    config_file: str | None = Field(None, description="A config file name in DATA/configs/ (the oldest field).")
+    config: dict[str, Any] | None = Field(None, description="An inline config, saved to DATA/configs/ first.")
+    save_as: str | None = Field(None, description="File name for the inline config (default: a random name).")
+    overwrite: bool = Field(False, description="Replace an existing config named `save_as`.")
+    job_name: str | None = Field(None, description="A human name, kept; the job id is derived from it.")
+    submitted_by: str | None = Field(None, description="Who submitted the job (shown by the UIs).")
+    image: str | None = Field(None, description="Full image reference; default <simulator repository>:<image_tag>.")
+    image_tag: str | None = Field(None, description="Tag of the simulator image (default latest).")
+    target_host: str | None = Field(None, description="This machine's name (see /hosts), or empty/auto for any.")
+    target_worker_profile: str | None = Field(
+        None, description="auto (all of this host's GPUs, if any), gpu (all GPUs, required) or cpu (none)."
+    )
+    gpus: int | None = Field(None, ge=0, description="An exact number of GPUs instead of a profile.")
+    deucalion_options: dict[str, Any] | None = Field(
+        None, description="Recorded with the job; Deucalion itself is not a target here."
     )
     model_config = ConfigDict(
         extra="allow",
         json_schema_extra={
             "examples": [
-                {"config_path": "configs/ppo.yaml", "job_name": "PPO seed 42", "image_tag": "latest", "seed": 42}
+                {"config_path": "ppo.yaml", "job_name": "PPO seed 42", "submitted_by": "ana", "image_tag": "latest"}
             ]
         },
     )
@@ -214,18 +233,22 @@ class RunSimulationRequest(BaseModel):
 
 class RunSimulationResponse(BaseModel):
     job_id: str
-    job_name: str
+    job_name: str = Field(description="The human name (the request's job_name, or experiment-run from the config).")
+    image: str
+    image_tag: str | None
     status: str = Field(description="The seed's word for the job's state (queued right after launch).")
     phase: str
     container_id: str | None = Field(description="Always null here: the controller starts the container.")
-    host: str
+    host: str | None
     spec_file: str
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "job_id": "ppo-seed-42-1a2b3c4d",
-                    "job_name": "ppo-seed-42-1a2b3c4d",
+                    "job_name": "PPO seed 42",
+                    "image": "calof/opeva_simulator:latest",
+                    "image_tag": "latest",
                     "status": "queued",
                     "phase": "Pending",
                     "container_id": None,
@@ -249,3 +272,40 @@ class SeedStop(BaseModel):
     job_id: str
     message: str
     action: Literal["updated", "unchanged"]
+
+
+class ConfigCreate(BaseModel):
+    file_name: str = Field(description="A file name in DATA/configs/, ending in .yaml or .yml.")
+    yaml_content: str
+
+
+class ConfigUpdate(BaseModel):
+    yaml_content: str
+
+
+class SimulationDataIndexRequest(BaseModel):
+    job_id: str = Field(pattern=NAME_RE.pattern, max_length=MAX_NAME)
+    session: str | None = "latest"
+
+
+class SimulationDataFileRequest(SimulationDataIndexRequest):
+    relative_path: str
+
+
+class OpsReason(BaseModel):
+    reason: str | None = None
+    force: bool = False
+
+
+class OpsRequeue(BaseModel):
+    force: bool = False
+    preferred_host: str | None = None
+    require_host: bool | None = None
+
+
+class OpsForce(BaseModel):
+    force: bool = False
+
+
+class OpsKeep(BaseModel):
+    keep: list[str] | None = None

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from controller.spec import MAX_SPEC_BYTES, JobManifest, LoadedSpec, SpecError, is_spec_file, load_spec_file, parse_text
+from controller.status import utcnow
 from controller.store import DataStore, atomic_write_bytes
 
 from .errors import ApiError
@@ -54,6 +56,11 @@ class WriteOutcome:
     spec_file: str
     manifest: JobManifest | None = None
     message: str = ""
+
+
+def new_run_id() -> str:
+    """A fresh `spec.runId`: a rerun of the same definition."""
+    return f"{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def body_format(content_type: str | None, body: bytes) -> str:
@@ -155,6 +162,7 @@ class SpecFiles:
                 raise ApiError(
                     409, f"job {name!r} already exists (defined in {found.rel}); use PUT /jobs/{name} to update it"
                 )
+            self.store.clear_deleted(name)  # a job written again after a delete is a job again
             if found is not None:
                 if found.loaded.manifest is not None and _same(found.loaded.manifest, manifest):
                     return WriteOutcome(
@@ -175,6 +183,11 @@ class SpecFiles:
             self._write(target, rel, content, manifest)
         log.info("spec_written", job=name, file=rel, action=action)
         return WriteOutcome(name, action, rel, manifest, f"spec file {rel} {action}")
+
+    def apply_document(self, name: str, document: dict[str, Any], *, create_only: bool = False) -> WriteOutcome:
+        """`apply` for a spec built in code (a /run-simulation submission), written as YAML."""
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=4096).encode()
+        return self.apply(name, text, "yaml", create_only=create_only)
 
     # ---- control fields -------------------------------------------------------------------------------------
     def set_control(self, name: str, changes: dict[str, Any], verb: str) -> WriteOutcome:

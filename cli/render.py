@@ -19,6 +19,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from controller.status import parse_iso
+
 PHASE_STYLES = {
     "Pending": "yellow",
     "Running": "cyan",
@@ -86,16 +88,6 @@ def phase_text(phase: str | None) -> Text:
 
 
 # ---- times ------------------------------------------------------------------------------------------------------
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -129,22 +121,22 @@ def human_duration(seconds: float | None) -> str:
 
 
 def since(value: Any, at: datetime | None = None) -> str:
-    t = parse_time(value)
+    t = parse_iso(value)
     return "-" if t is None else human_duration(((at or now()) - t).total_seconds())
 
 
 def span(start: Any, end: Any, at: datetime | None = None) -> str:
     """From start to end, or to now while there is no end; '-' before the start."""
-    t0 = parse_time(start)
+    t0 = parse_iso(start)
     if t0 is None:
         return "-"
-    t1 = parse_time(end) or at or now()
+    t1 = parse_iso(end) or at or now()
     return human_duration((t1 - t0).total_seconds())
 
 
 def when(value: Any, at: datetime | None = None) -> str:
     """An absolute time with its age: `2026-11-27T20:41:00Z (3m ago)`."""
-    t = parse_time(value)
+    t = parse_iso(value)
     if t is None:
         return "-"
     stamp = t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

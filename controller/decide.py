@@ -35,6 +35,7 @@ class Desired:
     error: str | None = None
     spec_file: str | None = None
     config_missing: str | None = None  # configFile named but absent: wait, do not fail
+    deleted: bool = False  # the user deleted the job itself (DELETE /job/ID): collect it, artifacts archived
 
     @property
     def exists(self) -> bool:
@@ -88,9 +89,11 @@ class Remove:
 
 @dataclass(frozen=True)
 class Collect:
-    """Remove the job's record; its artifacts go as the controller's retention setting says."""
+    """Remove the job's record; its artifacts go as the controller's retention setting says (archived when the
+    job was deleted by a user, whatever the setting)."""
 
     phase: str
+    archive: bool = False
 
 
 Action = Create | Start | Stop | Remove | Collect
@@ -294,6 +297,9 @@ class _Sync:
     def collect_when_due(self) -> None:
         """A finished job whose spec is gone is collected once its TTL has passed (never while anything runs)."""
         st = self.st
+        if self.desired.deleted and st.phase in ("Succeeded", "Failed", "Stopped"):
+            self.actions.append(Collect(st.phase, archive=True))
+            return
         if st.phase == "Succeeded":
             ttl = st.ttlSecondsAfterFinished if st.ttlSecondsAfterFinished is not None else self.facts.ttl_succeeded
         elif st.phase in ("Failed", "Stopped"):

@@ -51,7 +51,7 @@ from .runtime.base import (
 from .scheduler import LABEL_QUEUE, WAIT_REASONS, Scheduler, Wake, pending_job
 from .settings import Settings
 from .status import SEED_STATUS, JobStatus, iso, utcnow
-from .store import DataStore
+from .store import DELETED_ARCHIVE, DataStore
 
 log = structlog.get_logger("opeva.reconcile")
 
@@ -218,6 +218,8 @@ class Reconciler:
 
     def reconcile(self, name: str) -> float | None:
         desired = self.specs.desired(name)
+        if not desired.exists and self.store.is_deleted(name):
+            desired = dataclasses.replace(desired, deleted=True)
         recorded = self.status(name)
         if recorded is None and not desired.exists and not self.cache.for_job(name):
             return None
@@ -246,7 +248,7 @@ class Reconciler:
             elif isinstance(action, Stop):
                 self._stop_async(name, action)
             elif isinstance(action, Collect):
-                self._collect(decision.status)
+                self._collect(decision.status, action.archive)
             elif isinstance(action, Remove):
                 crash_point("before_remove")
                 self.runtime.remove(action.container)
@@ -301,8 +303,13 @@ class Reconciler:
         self.scheduler.enqueue(waiting)
 
     # ---- actions ----------------------------------------------------------------------------------------
-    def _collect(self, status: JobStatus) -> None:
-        archive = self.store.collect_job(status.name, self.settings.artifacts, iso(status.finishedAt) or "")
+    def _collect(self, status: JobStatus, deleted: bool = False) -> None:
+        artifacts = "archive" if deleted else self.settings.artifacts
+        folder = DELETED_ARCHIVE if deleted else "archive"
+        archive = self.store.collect_job(status.name, artifacts, iso(status.finishedAt) or "", folder)
+        if deleted:
+            self.store.clear_deleted(status.name)
+            self.store.prune_archive(self.settings.archive_retention_days)
         with self._status_lock:
             if self._statuses.pop(status.name, None) is not None:
                 self._phases[status.phase] -= 1
@@ -311,7 +318,7 @@ class Reconciler:
             "job_collected",
             job=status.name,
             phase=status.phase,
-            artifacts=self.settings.artifacts,
+            artifacts=artifacts,
             archive=str(archive) if archive else None,
         )
 

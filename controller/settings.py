@@ -32,6 +32,7 @@ class Settings:
     ttl_succeeded: float | None = None  # collect spec-less succeeded records after this many seconds
     ttl_failed: float | None = None  # the same for failed and stopped ones
     artifacts: str = "keep"  # what collection does with logs/results/progress/outputs: keep | archive | delete
+    archive_retention_days: float | None = 30.0  # deleted jobs' archives (DATA/archive) kept this long; None = forever
     mlflow_uri: str | None = None  # MLflow tracking server; None = MLflow off (controller/tracking)
     # capacity (controller/capacity.py): None = detect; a given figure is what jobs get
     cpus: float | None = None
@@ -59,6 +60,7 @@ class Settings:
             ttl_failed=float(env["OPEVA_TTL_FAILED"]) if env.get("OPEVA_TTL_FAILED") else None,
             artifacts=env.get("OPEVA_ARTIFACTS", "keep"),
             mlflow_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            archive_retention_days=_retention(env.get("OPEVA_ARCHIVE_RETENTION_DAYS", "30")),
         )
         values.update(_capacity_env(env))
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -68,6 +70,19 @@ class Settings:
                 f"artifacts policy must be one of {', '.join(ARTIFACT_POLICIES)}, not {values['artifacts']!r}"
             )
         return cls(**values)
+
+
+def _retention(value: str) -> float | None:
+    """Days, or None for `0`/`forever` (archives are never pruned)."""
+    if value.strip().lower() in ("", "0", "forever", "never"):
+        return None
+    try:
+        days = float(value)
+    except ValueError:
+        raise ValueError(f"OPEVA_ARCHIVE_RETENTION_DAYS must be a number of days or 'forever', not {value!r}") from None
+    if days < 0:
+        raise ValueError("OPEVA_ARCHIVE_RETENTION_DAYS must not be negative")
+    return days
 
 
 _CAPACITY_ENV = {

@@ -80,6 +80,9 @@ def parse_memory(value: str | int) -> int:
 class Metadata(_Strict):
     name: DnsName
     labels: dict[str, str] = Field(default_factory=dict)
+    # Kubernetes' meaning: free-form notes about the job (who submitted it, its human name, its config) that never
+    # select, run or rerun anything. Not part of the generation.
+    annotations: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("labels")
     @classmethod

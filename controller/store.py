@@ -28,6 +28,7 @@ from .status import SEED_STATUS, Event, JobStatus, iso, utcnow
 log = structlog.get_logger("opeva.store")
 
 JOB_SUBDIRS = ("logs", "progress", "results", "outputs")
+DELETED_ARCHIVE = "archive/deleted"  # where DELETE /job/ID moves a job's files, kept for the retention period
 _JOB_INFO_LOCK = threading.Lock()
 
 
@@ -96,6 +97,26 @@ def open_job_file(path: Path) -> BinaryIO | None:
         os.close(fd)
         raise UnsafeFile(f"{path} is not a regular file")
     return os.fdopen(fd, "rb")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+MAX_JOB_JSON_BYTES = 1024 * 1024
+
+
+def read_job_json(path: Path) -> Any | None:
+    """A JSON file the job may have written: no links, no FIFOs, size-capped; None if absent, unsafe or not JSON."""
+    try:
+        f = open_job_file(path)
+        if f is None:
+            return None
+        with f:
+            data = f.read(MAX_JOB_JSON_BYTES + 1)
+        return None if len(data) > MAX_JOB_JSON_BYTES else json.loads(data)
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def read_json(path: Path) -> Any | None:
@@ -169,14 +190,37 @@ class DataStore:
         self.ensure_job_dirs(status.name)
         atomic_write_json(self.status_path(status.name), status.model_dump(mode="json"))
 
+    def job_info_record_path(self, name: str) -> Path:
+        """The controller's own job_info keys, outside the job's folder, so a job cannot change them."""
+        return self.state_dir / "jobinfo" / f"{name}.json"
+
     def write_job_info(self, name: str, info: dict[str, Any]) -> None:
-        """Merge `info` into job_info.json; several writers (workers, MLflow sender) share it, so one at a time."""
+        """Merge `info` into the job's info: the controller's record first, then `job_info.json` in the job's folder.
+
+        The job may write job_info.json itself (the OPEVA simulator merges its own keys into it), so the file is
+        rebuilt as the job's keys overlaid with the controller's: the job's keys survive, the controller's win.
+        Several writers (workers, MLflow sender) share it, so one at a time.
+        """
+        record = self.job_info_record_path(name)
         path = self.job_dir(name) / "job_info.json"
         with _JOB_INFO_LOCK:
-            current = read_json(path) or {}
+            current = _mapping(read_json(record))
             merged = {**current, **info}
             if merged != current:
-                atomic_write_json(path, merged)
+                record.parent.mkdir(exist_ok=True)
+                atomic_write_json(record, merged)
+            on_file = _mapping(read_job_json(path))
+            shown = {**on_file, **merged}
+            if shown != on_file:
+                atomic_write_json(path, shown)
+
+    def read_job_info(self, name: str) -> dict[str, Any] | None:
+        """The job's info as served: the keys the job wrote, overlaid with the controller's; None if neither exists."""
+        own = read_json(self.job_info_record_path(name))
+        written = read_job_json(self.job_dir(name) / "job_info.json")
+        if not isinstance(own, dict) and not isinstance(written, dict):
+            return None
+        return {**_mapping(written), **_mapping(own)}
 
     def append_events(self, name: str, events: list[Event]) -> None:
         """Append whole lines with one write, so concurrent readers never see a partial line."""
@@ -219,7 +263,7 @@ class DataStore:
         except FileNotFoundError:
             return
 
-    def collect_job(self, name: str, artifacts: str, finished_at: str) -> Path | None:
+    def collect_job(self, name: str, artifacts: str, finished_at: str, folder: str = "archive") -> Path | None:
         """Remove a job's record. Artifacts are kept in place, archived whole to DATA/archive/, or deleted.
 
         The status file goes last, so a crash part-way leaves a record that is collected again, never half a job.
@@ -228,8 +272,8 @@ class DataStore:
         archive = None
         try:
             if artifacts == "archive":
-                archive_dir = self.root / "archive"
-                archive_dir.mkdir(exist_ok=True)
+                archive_dir = self.root / folder
+                archive_dir.mkdir(parents=True, exist_ok=True)
                 stamp = finished_at.replace(":", "").replace("-", "")
                 archive = archive_dir / f"{name}-{stamp}.tar.gz"
                 if not archive.exists():  # a retry after a part-way removal keeps the first, whole archive
@@ -252,9 +296,53 @@ class DataStore:
                 for record in ("job_info.json", "events.jsonl", "status.json"):
                     (d / record).unlink(missing_ok=True)
             (self.state_dir / "cursors" / f"{name}.json").unlink(missing_ok=True)
+            self.job_info_record_path(name).unlink(missing_ok=True)
         except OSError as err:
             raise StoreError(f"cannot collect job {name} ({artifacts}): {err.strerror or err}") from err
         return archive
+
+    # ---- deletions: a job the user deleted, waiting to be stopped and archived --------------------------------
+    def _deleted_path(self, name: str) -> Path:
+        self.job_dir(name)  # validates the name
+        return self.state_dir / "deleted" / name
+
+    def mark_deleted(self, name: str) -> None:
+        path = self._deleted_path(name)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, (iso(utcnow()) or "").encode())
+
+    def is_deleted(self, name: str) -> bool:
+        return self._deleted_path(name).is_file()
+
+    def clear_deleted(self, name: str) -> None:
+        self._deleted_path(name).unlink(missing_ok=True)
+
+    def deleted_jobs(self) -> set[str]:
+        try:
+            return {n for n in os.listdir(self.state_dir / "deleted") if is_valid_name(n)}
+        except FileNotFoundError:
+            return set()
+
+    def prune_archive(self, retention_days: float | None) -> list[Path]:
+        """Remove deleted jobs' archives (DATA/archive/deleted) older than the retention; each removal is logged."""
+        if retention_days is None:
+            return []
+        cutoff = utcnow().timestamp() - retention_days * 86400
+        removed = []
+        try:
+            entries = list(os.scandir(self.root / DELETED_ARCHIVE))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            try:
+                old = entry.name.endswith(".tar.gz") and entry.is_file(follow_symlinks=False)
+                if old and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+                    log.info("archive_pruned", archive=entry.name, retention_days=retention_days)
+            except OSError as err:
+                log.warning("archive_prune_failed", archive=entry.name, error=str(err))
+        return removed
 
     # ---- index and heartbeat -----------------------------------------------------------------------------
     def write_job_track(self, statuses: dict[str, JobStatus]) -> None:
@@ -283,7 +371,7 @@ class DataStore:
     def write_heartbeat(self, info: dict[str, Any]) -> None:
         atomic_write_bytes(
             self.state_dir / "heartbeat.json",
-            json.dumps({"time": iso(utcnow()), "pid": os.getpid(), **info}).encode(),
+            json.dumps({"time": iso(utcnow()), "pid": os.getpid(), "host": socket.gethostname(), **info}).encode(),
             durable=False,
         )
 

@@ -5,7 +5,6 @@ Writes go to spec files (see api/specfiles.py); reads come from the data folder.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -13,7 +12,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from controller.status import utcnow
 from controller.store import read_json
 
 from ..context import ApiContext, Ctx
@@ -21,7 +19,8 @@ from ..errors import ApiError, not_found
 from ..index import normalize_phase, parse_label_selector
 from ..jobfiles import read_json_file
 from ..models import Event, JobDetail, JobListItem, JobName, WriteResult
-from ..specfiles import WriteOutcome, body_format
+from ..seedviews import job_info_view, list_extras
+from ..specfiles import WriteOutcome, body_format, new_run_id
 
 router = APIRouter(tags=["jobs"])
 
@@ -124,8 +123,10 @@ def list_jobs(
     except ValueError as err:
         raise ApiError(422, str(err)) from None
     page = ctx.index.query(phases, selector, limit, continue_)
-    items = [{**row, "job_info": _job_info(ctx, row["name"])} for row in page.items]
-    headers = {"X-Total-Count": str(page.total)}
+    deleted = ctx.store.deleted_jobs()  # deleted by a user, waiting for the controller to archive them
+    items = [_list_item(ctx, row) for row in page.items if row["name"] not in deleted]
+    hidden = sum(1 for name in deleted if ctx.index.get(name) is not None)
+    headers = {"X-Total-Count": str(max(0, page.total - hidden))}
     if page.next_after:
         headers["X-Continue"] = page.next_after
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "continue"]
@@ -133,9 +134,10 @@ def list_jobs(
     return JSONResponse(items, headers=headers)
 
 
-def _job_info(ctx: ApiContext, name: str) -> dict[str, Any]:
-    info = read_json(ctx.store.job_dir(name) / "job_info.json")
-    return info if isinstance(info, dict) else {}
+def _list_item(ctx: ApiContext, row: dict[str, Any]) -> dict[str, Any]:
+    """The index row, the job's info as the UIs read it, and the old backend's row keys (durations, job_meta)."""
+    view = job_info_view(ctx.store, row["name"], ctx.store.read_job_info(row["name"]) or {}, row)
+    return {**row, "job_info": view, **list_extras(view, row)}
 
 
 # ---- create / apply --------------------------------------------------------------------------------------------
@@ -264,7 +266,3 @@ def resume_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
 )
 def rerun_job(name: JobName, ctx: Ctx) -> dict[str, Any]:
     return write_result(ctx.specs.set_control(name, {"runId": new_run_id(), "suspend": False}, "rerun"))
-
-
-def new_run_id() -> str:
-    return f"{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"

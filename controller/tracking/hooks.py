@@ -373,7 +373,7 @@ class MlflowHooks:
     def _closed(self, entry: Entry) -> None:
         self._mirrored_at.pop(entry.id, None)
         self._progress_seen.pop(entry.id, None)
-        info = read_json(self.store.job_dir(entry.job) / "job_info.json") or {}
+        info = self.store.read_job_info(entry.job) or {}
         if info.get("mlflow_run_id") == entry.run_id and entry.close:
             self._write_info(entry.job, {"mlflow_run_status": entry.close["status"]})
 

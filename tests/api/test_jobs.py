@@ -171,7 +171,8 @@ def test_list_has_the_seed_shape(listed):
     assert isinstance(items, list) and len(items) == 25 and r.headers["X-Total-Count"] == "25"
     item = items[3]
     assert item["job_id"] == "job-03" and item["status"] == "failed" and item["phase"] == "Failed"
-    assert item["job_info"] == {"image": "busybox"}
+    assert item["job_info"]["image"] == "busybox" and item["job_info"]["job_id"] == "job-03"
+    assert item["job_info"]["status"] == "failed" and item["job_info"]["resolved_config_available"] is False
 
 
 def test_list_filters_by_phase_and_label(listed):

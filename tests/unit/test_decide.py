@@ -9,6 +9,7 @@ import pytest
 from controller.decide import (
     DEFAULT_GRACE,
     LOG_DRAIN_POLL,
+    Collect,
     Create,
     Remove,
     Start,
@@ -690,6 +691,16 @@ def test_spec_deleted_orphan_container_gets_a_record_and_a_stop():
         ("Stopped", "SpecDeleted"),
         [Stop(c.name, 30, "SpecDeleted")],
     )
+
+
+def test_a_job_deleted_by_a_user_is_stopped_then_collected_into_the_archive():
+    job, c = running_job(M)
+    d = job.edit(None, deleted=True).step(c, now=at(10))
+    assert d.actions == [Stop(c.name, 30, "SpecDeleted")]  # nothing is collected while the container runs
+    d = job.step(exited(M, 1, 143, finished=at(11)), now=at(12))
+    assert d.actions == [Remove(c.name)]
+    d = job.step(now=at(13))
+    assert d.actions == [Collect("Stopped", archive=True)]
 
 
 def test_spec_restored_after_a_delete_runs_a_new_attempt():
