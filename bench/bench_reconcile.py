@@ -177,13 +177,13 @@ def bench_idle(data: Path, k: int, window: float) -> tuple[float, float, float, 
 
 def full_resync_seconds(data: Path) -> float:
     """In-process: every job enqueued and reconciled once, timed until the queue is drained."""
-    from controller.loop import Controller
     from controller.runtime.docker import DockerRuntime
     from controller.settings import Settings
     from controller.store import DataStore
+    from controller.wiring import build_controller
 
     store = DataStore.open(data)
-    ctl = Controller(Settings(data_dir=data, resync_seconds=3600), DockerRuntime(instance=store.instance_id()))
+    ctl = build_controller(Settings(data_dir=data, resync_seconds=3600), DockerRuntime(instance=store.instance_id()))
     ctl.start()
     try:
         time.sleep(3)

@@ -188,9 +188,9 @@ def run(
     except HostPathError as err:
         raise click.ClickException(str(err)) from None
 
-    from controller.loop import Controller
     from controller.runtime.docker import DockerRuntime
     from controller.store import DataStore
+    from controller.wiring import build_controller
 
     store = DataStore.open(settings.data_dir, settings.specs_dir)
     runtime = DockerRuntime(settings.docker_url, instance=store.instance_id())
@@ -205,7 +205,7 @@ def run(
         hooks = build_hooks(store, runtime, settings.mlflow_uri)
     except TrackingConfigError as err:
         raise click.ClickException(str(err)) from None
-    controller = Controller(settings, runtime, hooks=hooks)
+    controller = build_controller(settings, runtime, hooks=hooks)
     try:
         controller.start()
     except LockHeld as err:

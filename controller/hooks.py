@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import structlog
+
 from .spec import JobManifest
 from .status import AttemptRecord, JobStatus
+
+log = structlog.get_logger("opeva.hooks")
 
 
 class AttemptHooks(Protocol):
@@ -38,3 +42,12 @@ class NoHooks:
 
     def close(self) -> None:
         pass
+
+
+def call_hook(fn, *args):
+    """Hooks never block or fail a job: an error is logged and the hook's answer is None."""
+    try:
+        return fn(*args)
+    except Exception:
+        log.exception("hook_failed", hook=getattr(fn, "__qualname__", str(fn)))
+        return None

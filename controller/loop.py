@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -17,9 +16,10 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from . import metrics
-from .capacity import machine_capacity
+from .capacityglue import CapacityGlue
 from .containercache import ContainerCache
-from .hooks import AttemptHooks, NoHooks
+from .hooks import AttemptHooks
+from .hostfacts import HostFacts
 from .logcapture import LogCapture
 from .reconciler import Reconciler
 from .runtime.base import Runtime, RuntimeUnavailable
@@ -28,6 +28,7 @@ from .scheduler import Scheduler
 from .settings import Settings
 from .specsource import SpecSource
 from .status import Event, utcnow
+from .statuscache import StatusCache
 from .store import DataStore, StoreError
 from .workqueue import WorkQueue
 
@@ -50,38 +51,41 @@ class _SpecEvents(FileSystemEventHandler):
 
 
 class Controller:
-    def __init__(self, settings: Settings, runtime: Runtime, hooks: AttemptHooks | None = None):
+    """Its parts come built (see `wiring.build_controller`); it drives them and tells `host` what it sees of the
+    engine."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: DataStore,
+        runtime: Runtime,
+        queue: WorkQueue,
+        cache: ContainerCache,
+        specs: SpecSource,
+        logs: LogCapture,
+        hooks: AttemptHooks,
+        scheduler: Scheduler,
+        statuses: StatusCache,
+        host: HostFacts,
+        reconciler: Reconciler,
+        capacity: CapacityGlue,
+        sampler: Sampler,
+    ):
         self.settings = settings
-        self.store = DataStore.open(settings.data_dir, settings.specs_dir)
+        self.store = store
         self.runtime = runtime
-        self.queue = WorkQueue()
-        self.cache = ContainerCache()
-        self.specs = SpecSource(self.store.specs_dir, self.store.root)
-        self.logs = LogCapture(self.store, runtime, on_complete=self.queue.add, on_retry=self.queue.add_after)
-        self.hooks: AttemptHooks = hooks or NoHooks()
-        self.scheduler = Scheduler(
-            machine_capacity(
-                cpus=settings.cpus,
-                memory=settings.memory,
-                gpus=settings.gpus,
-                reserve_cpus=settings.reserve_cpus,
-                reserve_memory=settings.reserve_memory,
-                max_running=settings.max_running,
-                queues=settings.queues,
-            )
-        )
-        self.reconciler = Reconciler(
-            settings,
-            self.store,
-            runtime,
-            self.specs,
-            self.cache,
-            self.logs,
-            enqueue_after=self.queue.add_after,
-            hooks=self.hooks,
-            scheduler=self.scheduler,
-        )
-        self.sampler = Sampler(self.store, runtime, lambda: list(self.reconciler.statuses().values()))
+        self.queue = queue
+        self.cache = cache
+        self.specs = specs
+        self.logs = logs
+        self.hooks = hooks
+        self.scheduler = scheduler
+        self.statuses = statuses
+        self.host = host
+        self.reconciler = reconciler
+        self.capacity = capacity
+        self.sampler = sampler
         self._stop = threading.Event()
         self._scan_wake = threading.Event()
         self._resync_wake = threading.Event()
@@ -90,15 +94,14 @@ class Controller:
         self._lock = None
         self._unsettled: set[str] = set()  # jobs whose last reconcile asked to look again, or failed
         self.docker_ok = False
-        self._outage_since: datetime | None = None
         self.resync_count = 0
         self.last_resync_seconds = 0.0
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
         self._lock = self.store.acquire_lock()
-        n = self.reconciler.load_statuses()
-        self.hooks.on_start(self.reconciler.statuses())
+        n = self.statuses.load()
+        self.hooks.on_start(self.statuses.all())
         log.info(
             "controller_starting",
             data=str(self.store.root),
@@ -108,7 +111,7 @@ class Controller:
         )
         self._watch_specs()  # before the first scan, so no file dropped in between goes unseen until a resync
         self.resync(full=True)
-        self.reconciler.prime_capacity()
+        self.capacity.prime(self.statuses.all())
         log.info("capacity", **self.scheduler.capacity.describe())
         for i in range(self.settings.workers):
             self._spawn(self._worker, f"worker-{i}")
@@ -227,7 +230,7 @@ class Controller:
 
     def _record_unchanged(self, name: str) -> None:
         try:
-            if self.reconciler.status(name) is not None:
+            if self.statuses.get(name) is not None:
                 self.store.append_events(
                     name,
                     [
@@ -261,8 +264,8 @@ class Controller:
         self.resync_count += 1
         if full or self.resync_count % FOLDER_RESCAN_EVERY == 0 or isinstance(self._observer, PollingObserver):
             self.scan_specs()  # the watcher sees changes at once; this catches any event it lost
-        if full or self.reconciler.daemon_started_at is None:
-            self.reconciler.daemon_started_at = self.runtime.daemon_started_at()
+        if full or self.host.daemon_started_at is None:
+            self.host.daemon_seen(self.runtime.daemon_started_at())
         try:
             listed = self.runtime.list()
             self.cache.replace_all(listed, t0)
@@ -270,7 +273,7 @@ class Controller:
         except RuntimeUnavailable as err:
             self._engine_down(str(err))
         if full:
-            names = self.specs.names() | self.cache.jobs() | set(self.reconciler.statuses())
+            names = self.specs.names() | self.cache.jobs() | set(self.statuses.all())
         else:
             names = self.cache.jobs() | set(self._unsettled)
         for name in sorted(names):
@@ -279,21 +282,16 @@ class Controller:
         log.debug("resync", queued=len(names), seconds=round(self.last_resync_seconds, 3), full=full)
 
     def _engine_down(self, error: str) -> None:
-        if self.docker_ok or self._outage_since is None:
+        began = self.host.engine_down()
+        if self.docker_ok or began:
             log.warning("docker_unreachable", error=error)
         self.docker_ok = False
-        if self._outage_since is None:
-            self._outage_since = utcnow()
-            self.reconciler.outage_since = self._outage_since
 
     def _engine_up(self) -> None:
-        if self._outage_since is not None:
-            span = (self._outage_since, utcnow())
-            self.reconciler.outages = (self.reconciler.outages + (span,))[-20:]
+        span = self.host.engine_up()
+        if span is not None:
             log.info("docker_reachable", outage_seconds=round((span[1] - span[0]).total_seconds(), 1))
-            self._outage_since = None
-            self.reconciler.outage_since = None
-            self.reconciler.daemon_started_at = self.runtime.daemon_started_at()  # a new daemon, perhaps
+            self.host.daemon_seen(self.runtime.daemon_started_at())  # a new daemon, perhaps
             self.logs.retry_now()
         self.docker_ok = True
 
@@ -327,7 +325,7 @@ class Controller:
     def _on_engine_event(self, ev) -> None:
         """Refresh the cache for one container event; the job is enqueued by the caller whatever happens here."""
         if ev.action == "die":  # its share is free now: the next job need not wait for the inspect
-            self.reconciler.container_ended(ev.container)
+            self.capacity.container_ended(ev.container)
         if ev.action == "destroy":
             self.cache.drop(ev.container)
         elif ev.action == "start" and (known := self.cache.get(ev.container)) and known.running:
@@ -342,12 +340,12 @@ class Controller:
         last_error, last_logged = "", 0.0
         while not self._stop.is_set():
             try:
-                if self.reconciler.index_dirty.is_set():
+                if self.statuses.index_dirty.is_set():
                     self._write_index()
                 self.store.write_heartbeat(
                     {
                         "docker": self.docker_ok,
-                        "phases": self.reconciler.phase_counts(),
+                        "phases": self.statuses.phase_counts(),
                         "queue": len(self.queue),
                         "capacity": self.scheduler.summary(),
                         **metrics.heartbeat_fields(self.scheduler, self.sampler.latest),
@@ -362,9 +360,9 @@ class Controller:
             self._stop.wait(HEARTBEAT_SECONDS)
 
     def _write_index(self) -> None:
-        self.reconciler.index_dirty.clear()
+        self.statuses.index_dirty.clear()
         try:
-            self.store.write_job_track(self.reconciler.statuses())
+            self.store.write_job_track(self.statuses.all())
         except StoreError:
-            self.reconciler.index_dirty.set()
+            self.statuses.index_dirty.set()
             raise

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.loop import Controller
 from controller.runtime.base import CreateRejected
 from controller.runtime.docker import DockerRuntime
 from controller.settings import Settings
 from controller.store import DataStore
+from controller.wiring import build_controller
 
 from .harness import (
     ControllerProcess,
@@ -259,7 +259,7 @@ def test_gpus_are_assigned_by_device_id_and_never_shared(data):
     store = DataStore.open(data)
     runtime = DeviceRecordingRuntime(instance=store.instance_id())
     settings = Settings(data_dir=data, resync_seconds=2.0, cpus=8.0, memory=2**30, gpus=("0", "1"))
-    ctl = Controller(settings, runtime)
+    ctl = build_controller(settings, runtime)
     ctl.start()
     try:
         g1, g2, g3 = job_name("gpu-one"), job_name("gpu-two"), job_name("gpu-three")

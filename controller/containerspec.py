@@ -1,0 +1,127 @@
+"""Spec -> container request, and the job_info.json fields: pure mappings, no I/O.
+
+What a job's container looks like from inside (env, mounts under /data) and which labels let a restarted
+controller recognise it are decided here, in one place, and tested as tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .decide import LABEL_RUN_ID, Create, run_key
+from .logcapture import LABEL_LOG_CAPTURE
+from .runtime.base import (
+    LABEL_ATTEMPT,
+    LABEL_GENERATION,
+    LABEL_INSTANCE,
+    LABEL_JOB,
+    LABEL_MANAGED,
+    LABEL_RUN,
+    ContainerInfo,
+    ContainerRequest,
+    Mount,
+)
+from .scheduler import LABEL_QUEUE
+from .spec import JobManifest
+from .status import SEED_STATUS, JobStatus, iso
+
+JOB_MOUNTS = ("progress", "results", "logs", "outputs")  # the job's writable folders, each its own bind mount
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this controller puts containers: its data folder's id and host path, and the default network."""
+
+    instance: str
+    host_data: Path
+    default_network: str | None = None
+
+
+def container_request(
+    m: JobManifest, action: Create, where: Placement, extra_env: dict[str, str] | None = None
+) -> ContainerRequest:
+    spec = m.spec
+    name = m.name
+    generation = m.generation
+    labels = {
+        **m.metadata.labels,
+        LABEL_MANAGED: "true",
+        LABEL_INSTANCE: where.instance,
+        LABEL_JOB: name,
+        LABEL_GENERATION: generation,
+        LABEL_ATTEMPT: str(action.attempt),
+        LABEL_RUN: run_key(generation, spec.runId),
+    }
+    if spec.runId:
+        labels[LABEL_RUN_ID] = spec.runId
+    if not spec.logCapture:
+        labels[LABEL_LOG_CAPTURE] = "false"
+    if spec.queue:
+        labels[LABEL_QUEUE] = spec.queue
+    job_dir = f"/data/jobs/{name}"
+    env = {
+        **spec.env,
+        **(extra_env or {}),
+        "OPEVA_JOB_ID": name,
+        "OPEVA_JOB_DIR": job_dir,
+        "OPEVA_ATTEMPT": str(action.attempt),
+    }
+    if spec.configFile:
+        env["OPEVA_CONFIG"] = f"/data/{spec.configFile}"
+    host_job = where.host_data / "jobs" / name
+    mounts = [Mount(str(where.host_data), "/data", True)] + [
+        Mount(str(host_job / sub), f"{job_dir}/{sub}", False) for sub in JOB_MOUNTS
+    ]
+    return ContainerRequest(
+        name=action.container,
+        image=spec.image,
+        labels=labels,
+        env=env,
+        mounts=tuple(mounts),
+        entrypoint=spec.command,
+        command=spec.args,
+        working_dir=spec.workingDir,
+        network=spec.network or where.default_network,
+        cpus=spec.resources.cpus,
+        memory=spec.resources.memory_bytes,
+        gpu_ids=action.gpu_ids,
+        stop_grace=spec.terminationGracePeriodSeconds,
+    )
+
+
+def created_info(m: JobManifest, status: JobStatus, attempt: int, info: ContainerInfo) -> dict[str, Any]:
+    """job_info.json fields written once an attempt's container exists."""
+    return {
+        "job_id": m.name,
+        "image": m.spec.image,
+        "command": m.spec.command,
+        "args": m.spec.args,
+        "labels": dict(m.metadata.labels),
+        "generation": m.generation,
+        "run_id": m.spec.runId,
+        "attempt": attempt,
+        "container_name": info.name,
+        "container_id": info.id,
+        "created_at": iso(info.created_at),
+        "spec_file": status.specFile,
+        "log_file": f"logs/{m.name}.log" if m.spec.logCapture else f"logs/{m.name}.stdout.log",
+    }
+
+
+def phase_info(status: JobStatus) -> dict[str, Any]:
+    """job_info.json fields rewritten when a job's phase or container changes."""
+    return {
+        "status": SEED_STATUS[status.phase],
+        "phase": status.phase,
+        "reason": status.reason,
+        "exit_code": status.exitCode,
+        "started_at": iso(status.startedAt),
+        "finished_at": iso(status.finishedAt),
+        "submitted_at": iso(status.submittedAt),
+    }
+
+
+def phase_info_changed(old: JobStatus | None, new: JobStatus) -> bool:
+    return old is None or (old.phase, old.containerId) != (new.phase, new.containerId)

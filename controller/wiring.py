@@ -1,0 +1,101 @@
+"""Build a controller from `Settings`: the one place that knows which part needs which."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .actions import Actions
+from .capacity import machine_capacity
+from .capacityglue import CapacityGlue
+from .containercache import ContainerCache
+from .containerspec import Placement
+from .decide import Facts
+from .hooks import AttemptHooks, NoHooks
+from .hostfacts import HostFacts
+from .logcapture import LogCapture
+from .loop import Controller
+from .reconciler import Reconciler
+from .recording import Recorder
+from .runtime.base import Runtime
+from .sampler import Sampler
+from .scheduler import Scheduler
+from .settings import Settings
+from .specsource import SpecSource
+from .status import utcnow
+from .statuscache import StatusCache
+from .store import DataStore
+from .workqueue import WorkQueue
+
+
+def build_controller(settings: Settings, runtime: Runtime, hooks: AttemptHooks | None = None) -> Controller:
+    hooks = hooks or NoHooks()
+    store = DataStore.open(settings.data_dir, settings.specs_dir)
+    queue = WorkQueue()
+    cache = ContainerCache()
+    specs = SpecSource(store.specs_dir, store.root)
+    logs = LogCapture(store, runtime, on_complete=queue.add, on_retry=queue.add_after)
+    scheduler = Scheduler(
+        machine_capacity(
+            cpus=settings.cpus,
+            memory=settings.memory,
+            gpus=settings.gpus,
+            reserve_cpus=settings.reserve_cpus,
+            reserve_memory=settings.reserve_memory,
+            max_running=settings.max_running,
+            queues=settings.queues,
+        )
+    )
+    statuses = StatusCache(store)
+    host = HostFacts.of_this_host()
+    instance = store.instance_id()
+    recorder = Recorder(store, statuses, hooks)
+    capacity = CapacityGlue(scheduler, cache, specs, queue.add_after)
+    actions = Actions(
+        store=store,
+        runtime=runtime,
+        cache=cache,
+        logs=logs,
+        statuses=statuses,
+        recorder=recorder,
+        hooks=hooks,
+        placement=Placement(instance, Path(settings.host_data_dir or store.root), settings.default_network),
+        artifacts=settings.artifacts,
+        archive_retention_days=settings.archive_retention_days,
+        enqueue_after=queue.add_after,
+        capacity=capacity,
+    )
+    reconciler = Reconciler(
+        store=store,
+        runtime=runtime,
+        specs=specs,
+        cache=cache,
+        logs=logs,
+        statuses=statuses,
+        host=host,
+        policy=Facts(
+            now=utcnow(),  # replaced at each reconcile
+            instance=instance,
+            keep_finished_containers=settings.keep_finished_containers,
+            ttl_succeeded=settings.ttl_succeeded,
+            ttl_failed=settings.ttl_failed,
+        ),
+        recorder=recorder,
+        actions=actions,
+        capacity=capacity,
+    )
+    return Controller(
+        settings=settings,
+        store=store,
+        runtime=runtime,
+        queue=queue,
+        cache=cache,
+        specs=specs,
+        logs=logs,
+        hooks=hooks,
+        scheduler=scheduler,
+        statuses=statuses,
+        host=host,
+        reconciler=reconciler,
+        capacity=capacity,
+        sampler=Sampler(store, runtime, lambda: list(statuses.all().values())),
+    )

@@ -1,0 +1,153 @@
+"""Spec -> container request and job_info fields, as tables: pure, no engine and no files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.containerspec import Placement, container_request, created_info, phase_info, phase_info_changed
+from controller.decide import Create
+from controller.runtime.base import ContainerInfo, Mount
+from controller.status import JobStatus
+
+from .factories import IMAGE, T0, at, manifest
+
+WHERE = Placement(instance="a1b2c3", host_data=Path("/srv/opeva"), default_network="none")
+CREATE = Create(container="opeva-a1b2c3-train-0123abcd-2", attempt=2)
+
+
+def request(extra_env=None, create=CREATE, where=WHERE, **spec):
+    return container_request(manifest("train", labels={"team": "ml"}, **spec), create, where, extra_env)
+
+
+@pytest.mark.parametrize(
+    ("spec", "extra_env", "expected"),
+    [
+        ({}, None, {"OPEVA_JOB_ID": "train", "OPEVA_JOB_DIR": "/data/jobs/train", "OPEVA_ATTEMPT": "2"}),
+        ({"env": {"LR": "0.1"}}, None, {"LR": "0.1", "OPEVA_ATTEMPT": "2"}),
+        ({"env": {"OPEVA_JOB_ID": "mine"}}, None, {"OPEVA_JOB_ID": "train"}),  # the controller's names win
+        ({"env": {"A": "spec"}}, {"A": "hook", "MLFLOW_RUN_ID": "r1"}, {"A": "hook", "MLFLOW_RUN_ID": "r1"}),
+        ({"configFile": "configs/a.yaml"}, None, {"OPEVA_CONFIG": "/data/configs/a.yaml"}),
+    ],
+)
+def test_environment(spec, extra_env, expected):
+    env = request(extra_env, **spec).env
+    assert {k: env.get(k) for k in expected} == expected
+    if "configFile" not in spec:
+        assert "OPEVA_CONFIG" not in env
+
+
+@pytest.mark.parametrize(
+    ("spec", "present", "absent"),
+    [
+        ({}, {"team": "ml", "opeva.managed": "true", "opeva.instance": "a1b2c3", "opeva.job": "train"}, {}),
+        ({}, {"opeva.attempt": "2"}, {"opeva.runId", "opeva.logCapture", "opeva.queue"}),
+        ({"runId": "r7"}, {"opeva.runId": "r7"}, {}),
+        ({"logCapture": False}, {"opeva.logCapture": "false"}, {}),
+        ({"queue": "gpu"}, {"opeva.queue": "gpu"}, {}),
+    ],
+)
+def test_labels(spec, present, absent):
+    labels = request(**spec).labels
+    assert {k: labels.get(k) for k in present} == present
+    assert not set(absent) & set(labels)
+    m = manifest("train", labels={"team": "ml"}, **spec)
+    assert labels["opeva.generation"] == m.generation and len(labels["opeva.run"]) == 12
+
+
+def test_mounts_give_the_data_folder_read_only_and_the_job_folders_writable():
+    assert request().mounts == (
+        Mount("/srv/opeva", "/data", True),
+        Mount("/srv/opeva/jobs/train/progress", "/data/jobs/train/progress", False),
+        Mount("/srv/opeva/jobs/train/results", "/data/jobs/train/results", False),
+        Mount("/srv/opeva/jobs/train/logs", "/data/jobs/train/logs", False),
+        Mount("/srv/opeva/jobs/train/outputs", "/data/jobs/train/outputs", False),
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "where", "expected"),
+    [
+        ({}, WHERE, {"network": "none", "cpus": None, "memory": None, "stop_grace": 30}),
+        ({"network": "host"}, WHERE, {"network": "host"}),
+        ({}, Placement("a1b2c3", Path("/d")), {"network": None}),
+        ({"resources": {"cpus": 1.5, "memory": "512Mi"}}, WHERE, {"cpus": 1.5, "memory": 512 * 2**20}),
+        ({"terminationGracePeriodSeconds": 5}, WHERE, {"stop_grace": 5}),
+        ({"command": ["python"], "args": ["t.py"], "workingDir": "/w"}, WHERE, {"entrypoint": ["python"]}),
+        ({"command": ["python"], "args": ["t.py"], "workingDir": "/w"}, WHERE, {"command": ["t.py"]}),
+        ({"workingDir": "/w"}, WHERE, {"working_dir": "/w", "image": IMAGE}),
+    ],
+)
+def test_resources_network_and_command(spec, where, expected):
+    req = request(where=where, **spec)
+    assert {k: getattr(req, k) for k in expected} == expected
+
+
+def test_the_name_and_gpus_come_from_the_action():
+    req = request(create=Create(container="c-9", attempt=9, gpu_ids=("1",)))
+    assert (req.name, req.gpu_ids, req.env["OPEVA_ATTEMPT"]) == ("c-9", ("1",), "9")
+
+
+def test_created_info():
+    m = manifest("train", labels={"team": "ml"}, args=["x"], runId="r7")
+    info = ContainerInfo(
+        id="abc", name="c-1", job="train", generation=m.generation, run="k", attempt=1, state="running", created_at=T0
+    )
+    st = JobStatus(name="train", specFile="train.yaml")
+    assert created_info(m, st, 1, info) == {
+        "job_id": "train",
+        "image": IMAGE,
+        "command": None,
+        "args": ["x"],
+        "labels": {"team": "ml"},
+        "generation": m.generation,
+        "run_id": "r7",
+        "attempt": 1,
+        "container_name": "c-1",
+        "container_id": "abc",
+        "created_at": "2024-05-01T12:00:00Z",
+        "spec_file": "train.yaml",
+        "log_file": "logs/train.log",
+    }
+    no_capture = manifest("train", logCapture=False)
+    assert created_info(no_capture, st, 1, info)["log_file"] == "logs/train.stdout.log"
+
+
+@pytest.mark.parametrize(
+    ("phase", "seed_word"),
+    [
+        ("Pending", "queued"),
+        ("Running", "running"),
+        ("Succeeded", "finished"),
+        ("Failed", "failed"),
+        ("Stopped", "stopped"),
+    ],
+)
+def test_phase_info(phase, seed_word):
+    st = JobStatus(name="t", phase=phase, reason="R", exitCode=3, startedAt=T0, finishedAt=at(5), submittedAt=at(-5))
+    assert phase_info(st) == {
+        "status": seed_word,
+        "phase": phase,
+        "reason": "R",
+        "exit_code": 3,
+        "started_at": "2024-05-01T12:00:00Z",
+        "finished_at": "2024-05-01T12:00:05Z",
+        "submitted_at": "2024-05-01T11:59:55Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed"),
+    [
+        (None, {}, True),
+        ({}, {}, False),
+        ({}, {"reason": "Other"}, False),  # only the phase and the container make job_info stale
+        ({}, {"phase": "Running"}, True),
+        ({}, {"containerId": "x"}, True),
+    ],
+)
+def test_phase_info_changed(old, new, changed):
+    base = {"name": "t", "phase": "Pending"}
+    before = None if old is None else JobStatus(**{**base, **old})
+    assert phase_info_changed(before, JobStatus(**{**base, **new})) is changed
