@@ -13,6 +13,7 @@ import time
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from . import metrics
@@ -29,7 +30,7 @@ from .settings import Settings
 from .specsource import SpecSource
 from .status import Event, utcnow
 from .statuscache import StatusCache
-from .store import DataStore, StoreError
+from .store import ControllerLock, DataStore, StoreError
 from .workqueue import WorkQueue
 
 log = structlog.get_logger("opeva.loop")
@@ -90,8 +91,8 @@ class Controller:
         self._scan_wake = threading.Event()
         self._resync_wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._observer = None
-        self._lock = None
+        self._observer: BaseObserver | None = None
+        self._lock: ControllerLock | None = None
         self._unsettled: set[str] = set()  # jobs whose last reconcile asked to look again, or failed
         self.docker_ok = False
         self.resync_count = 0
@@ -148,9 +149,10 @@ class Controller:
     # ---- workers ----------------------------------------------------------------------------------------
     def _worker(self) -> None:
         while not self._stop.is_set():
-            name = self.queue.get()
-            if name is None:
+            key = self.queue.get()
+            if key is None:
                 return
+            name = str(key)  # the queue holds job names
             self._unsettled.add(name)  # until it settles (set operations are atomic under the GIL)
             result = "error"
             t0 = time.perf_counter()
