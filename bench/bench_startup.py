@@ -11,7 +11,6 @@ The floor is a bare Python loop that stats and reads every status.json of the fo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
