@@ -32,11 +32,13 @@ from .models import ErrorBody
 from .routes import health, jobs, logs, metrics, seed
 from .simulations import DEFAULT_SIMULATOR_IMAGE, Simulations
 from .specfiles import SpecFiles
+from .ui import install_dashboard
 
 log = structlog.get_logger("opeva.api")
 
 API_VERSION = "0.1.0"
 PUBLIC_PATHS = frozenset({"/health"})
+UI_PREFIX = "/ui"  # the dashboard checks its own session cookie (api/ui/session.py)
 DESCRIPTION = """
 The OPEVA job controller's HTTP API. It is thin: **writes become spec files** in the specs folder (the controller
 reconciles them into containers), **reads come from the data folder**. It never talks to Docker.
@@ -95,6 +97,7 @@ def create_app(
     app.state.metrics = build_registry(store, ctx.index)
     for module in (jobs, logs, seed, health, metrics):
         app.include_router(module.router)
+    install_dashboard(app, ctx.token)
     _install_error_handlers(app)
     app.add_middleware(Guard, token=ctx.token, max_body=max_body)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -151,7 +154,8 @@ class Guard:
             )
 
     def _denied(self, scope: Scope) -> str | None:
-        if self.token is None or scope.get("path") in PUBLIC_PATHS:
+        path = scope.get("path") or ""
+        if self.token is None or path in PUBLIC_PATHS or path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
             return None
         header = _header(scope, b"authorization")
         if header is None:

@@ -144,6 +144,7 @@ class Snapshot:
     entries: list[dict[str, Any]] = field(default_factory=list)
     phase_counts: dict[str, int] = field(default_factory=dict)
     source: str = "empty"  # job_track | status-files | empty
+    by_phase: dict[str | None, list[int]] = field(default_factory=dict)  # phase -> positions in entries
 
 
 @dataclass(frozen=True)
@@ -196,11 +197,12 @@ class JobIndex:
                     rows[name] = _entry_from_status(name, status)
             source = "status-files"
         names = sorted(rows)
-        counts = {p: 0 for p in PHASES}
-        for row in rows.values():
-            if row["phase"] in counts:
-                counts[row["phase"]] += 1
-        return Snapshot(names, [rows[n] for n in names], counts, source)
+        entries = [rows[n] for n in names]
+        by_phase: dict[str | None, list[int]] = {}
+        for i, row in enumerate(entries):
+            by_phase.setdefault(row["phase"], []).append(i)
+        counts = {p: len(by_phase.get(p, ())) for p in PHASES}
+        return Snapshot(names, entries, counts, source, by_phase)
 
     def get(self, name: str) -> dict[str, Any] | None:
         snap = self.snapshot()
@@ -224,8 +226,6 @@ class JobIndex:
             return Page(items, total, items[-1]["name"] if items and end < total else None)
 
         def match(row: dict[str, Any]) -> bool:
-            if phases and row["phase"] not in phases:
-                return False
             row_labels = row["labels"]
             for key, value in labels or ():
                 if key not in row_labels or (value is not None and row_labels[key] != value):
@@ -235,8 +235,10 @@ class JobIndex:
         total = 0
         items: list[dict[str, Any]] = []
         more = False
-        for i, row in enumerate(snap.entries):
-            if not match(row):
+        positions = sorted(i for p in phases for i in snap.by_phase.get(p, ())) if phases else range(len(snap.entries))
+        for i in positions:
+            row = snap.entries[i]
+            if labels and not match(row):
                 continue
             total += 1
             if i < start:

@@ -54,22 +54,19 @@ class _Aggregates:
         self.by_phase_reason: dict[tuple[str, str], int] = {(p, ""): 0 for p in PHASES}
         self.outcomes: dict[str, int] = {}
         self.started = 0
-        self.oldest_pending: float | None = None
         self.pending_positions = 0
         for row in snap.entries:
-            phase = row["phase"] or "Unknown"
-            key = (phase, row["reason"] or "")
+            key = (row["phase"] or "Unknown", row["reason"] or "")
             self.by_phase_reason[key] = self.by_phase_reason.get(key, 0) + 1
             for outcome, n in row["outcomes"].items():
                 self.started += n
                 if outcome != "Running":
                     self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
-            if phase == "Pending":
-                submitted = _time(row["submitted_at"])
-                if submitted is not None and (self.oldest_pending is None or submitted < self.oldest_pending):
-                    self.oldest_pending = submitted
-                if row["queue_position"] is not None:
-                    self.pending_positions += 1
+        pending = [snap.entries[i] for i in snap.by_phase.get("Pending", ())]
+        self.pending_positions = sum(1 for row in pending if row["queue_position"] is not None)
+        # the controller writes every time in one format (UTC, `Z`), so the earliest string is the earliest time
+        submitted = [row["submitted_at"] for row in pending if row["submitted_at"]]
+        self.oldest_pending: float | None = _time(min(submitted)) if submitted else None
 
 
 class OpevaCollector(Collector):
