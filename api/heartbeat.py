@@ -7,26 +7,17 @@ an API in another process learns all of that only from this file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from controller.status import utcnow
+from controller.status import parse_iso, utcnow
 from controller.store import DataStore, read_json
 
 HEARTBEAT_FRESH_SECONDS = 30.0
 
 
 def heartbeat_age(beat: dict[str, Any]) -> float | None:
-    raw = beat.get("time")
-    if not isinstance(raw, str):
-        return None
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        return None
-    return max(0.0, (utcnow() - t).total_seconds())
+    t = parse_iso(beat.get("time"))
+    return None if t is None else max(0.0, (utcnow() - t).total_seconds())
 
 
 @dataclass(frozen=True)

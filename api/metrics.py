@@ -17,13 +17,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controller.status import epoch
 from controller.store import DataStore
 
 from .heartbeat import Heartbeat, read_heartbeat
@@ -32,15 +32,6 @@ from .index import PHASES, JobIndex, Snapshot
 _NAME = re.compile(r"^opeva_[a-zA-Z0-9_]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
-
-
-def _time(raw: Any) -> float | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _number(value: Any) -> float | None:
@@ -66,7 +57,7 @@ class _Aggregates:
         self.pending_positions = sum(1 for row in pending if row["queue_position"] is not None)
         # the controller writes every time in one format (UTC, `Z`), so the earliest string is the earliest time
         submitted = [row["submitted_at"] for row in pending if row["submitted_at"]]
-        self.oldest_pending: float | None = _time(min(submitted)) if submitted else None
+        self.oldest_pending: float | None = epoch(min(submitted)) if submitted else None
 
 
 class OpevaCollector(Collector):

@@ -44,6 +44,12 @@ def parse_iso(value: Any) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+def epoch(raw: object) -> float | None:
+    """Seconds since the epoch of a record's time (`iso`), None for anything else."""
+    t = parse_iso(raw)
+    return None if t is None else t.timestamp()
+
+
 class _Model(BaseModel):
     # Unknown keys are ignored on read so an older controller can read a newer file.
     model_config = ConfigDict(extra="ignore")

@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from .routes import STATIC_DIR, router
+from .routes import STATIC_DIR, Denied, router
 from .session import Sessions
 
 
@@ -16,3 +16,7 @@ def install_dashboard(app: FastAPI, token: str | None) -> None:
     app.state.ui_sessions = Sessions(token)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(router)
+
+    @app.exception_handler(Denied)
+    async def denied(_: Request, exc: Denied) -> Response:
+        return exc.response

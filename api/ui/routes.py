@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from controller.sampler import read_history
-from controller.status import TERMINAL_PHASES
+from controller.status import TERMINAL_PHASES, epoch
 from controller.store import read_json
 
 from ..context import ApiContext
@@ -85,27 +85,26 @@ def _set_cookie(response: Response, value: str) -> None:
     )
 
 
-class _Denied(Exception):
+class Denied(Exception):
+    """A page asked for without a session: answered by the login redirect or a 401 (handler in api/ui/__init__.py)."""
+
     def __init__(self, response: Response):
         self.response = response
 
 
 def _gate(request: Request) -> str | None:
-    """The session of a page view; without a token one is created. Raises _Denied (login redirect or 401)."""
+    """The session of a page view; without a token one is created. Raises Denied (login redirect or 401)."""
     session = _session(request)
     if session is not None or not _sessions(request).login_required:
         return session
     if request.headers.get("hx-request"):
-        raise _Denied(PlainTextResponse("signed out: reload the page to log in", status_code=401))
+        raise Denied(PlainTextResponse("signed out: reload the page to log in", status_code=401))
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    raise _Denied(RedirectResponse(f"/ui/login?{urlencode({'next': target})}", status_code=303))
+    raise Denied(RedirectResponse(f"/ui/login?{urlencode({'next': target})}", status_code=303))
 
 
 def _render(request: Request, template: str, **values: Any) -> HTMLResponse:
-    try:
-        session = _gate(request)
-    except _Denied as denied:
-        return denied.response  # type: ignore[return-value]
+    session = _gate(request)
     new_session = session is None
     if new_session:
         session = _sessions(request).issue()
@@ -120,12 +119,11 @@ def _render(request: Request, template: str, **values: Any) -> HTMLResponse:
     return response
 
 
-def _page_or_denied(request: Request) -> Response | None:
-    try:
-        _gate(request)
-    except _Denied as denied:
-        return denied.response
-    return None
+def _signed_in(request: Request) -> None:
+    _gate(request)
+
+
+SignedIn = Depends(_signed_in)  # on every page route: no page, partial or download without a session
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -261,19 +259,13 @@ def _list_values(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("", response_class=HTMLResponse)
+@router.get("", response_class=HTMLResponse, dependencies=[SignedIn])
 def jobs_page(request: Request) -> Response:
-    denied = _page_or_denied(request)
-    if denied is not None:
-        return denied
     return _render(request, "jobs.html", **_list_values(request))
 
 
-@router.get("/rows", response_class=HTMLResponse)
+@router.get("/rows", response_class=HTMLResponse, dependencies=[SignedIn])
 def jobs_rows(request: Request) -> Response:
-    denied = _page_or_denied(request)
-    if denied is not None:
-        return denied
     return _render(request, "_rows.html", **_list_values(request))
 
 
@@ -293,7 +285,7 @@ def _job_values(request: Request, name: str) -> dict[str, Any]:
     for i, h in enumerate(status.get("history") or []):
         if not isinstance(h, dict):
             continue
-        started, finished = views.parse_time(h.get("startedAt")), views.parse_time(h.get("finishedAt"))
+        started, finished = epoch(h.get("startedAt")), epoch(h.get("finishedAt"))
         icon, css = views.OUTCOME_LOOK.get(h.get("outcome") or "", ("?", "unknown"))
         attempts.append(
             {
@@ -307,7 +299,7 @@ def _job_values(request: Request, name: str) -> dict[str, Any]:
     if status.get("phase") == "Running" and status.get("containerName"):
         recorded = {a.get("containerName") for a in attempts[run_start:]}
         if status["containerName"] not in recorded:
-            started = views.parse_time(status.get("startedAt"))
+            started = epoch(status.get("startedAt"))
             attempts.append(
                 {
                     "attempt": status.get("attempts"),
@@ -370,11 +362,8 @@ def _job_values(request: Request, name: str) -> dict[str, Any]:
     }
 
 
-@router.get("/jobs/{name}", response_class=HTMLResponse)
+@router.get("/jobs/{name}", response_class=HTMLResponse, dependencies=[SignedIn])
 def job_page(request: Request, name: JobName) -> Response:
-    denied = _page_or_denied(request)
-    if denied is not None:
-        return denied
     values = _job_values(request, name)
     log_attempts = _log_sections(request, name)
     q = request.query_params
@@ -388,11 +377,8 @@ def job_page(request: Request, name: JobName) -> Response:
     )
 
 
-@router.get("/jobs/{name}/live", response_class=HTMLResponse)
+@router.get("/jobs/{name}/live", response_class=HTMLResponse, dependencies=[SignedIn])
 def job_live(request: Request, name: JobName) -> Response:
-    denied = _page_or_denied(request)
-    if denied is not None:
-        return denied
     part = request.query_params.get("part", "top")
     return _render(
         request, "_job_live.html", part=part if part in ("top", "history") else "top", **_job_values(request, name)
@@ -410,17 +396,14 @@ def _log_sections(request: Request, name: str) -> list[logview.Section]:
 
 def _int(raw: str | None) -> int | None:
     try:
-        return int(raw) if raw not in (None, "") else None  # type: ignore[arg-type]
+        return int(raw) if raw else None
     except ValueError:
         return None
 
 
-@router.get("/jobs/{name}/log", response_class=HTMLResponse)
+@router.get("/jobs/{name}/log", response_class=HTMLResponse, dependencies=[SignedIn])
 def job_log(request: Request, name: JobName) -> Response:
     """The first view of the log (its tail), or the bytes after `offset`, with the poller that asks for more."""
-    denied = _page_or_denied(request)
-    if denied is not None:
-        return denied
     ctx = _ctx(request)
     ctx.require_job(name)
     index, offset = _int(request.query_params.get("section")), _int(request.query_params.get("offset"))
@@ -444,11 +427,8 @@ def job_log(request: Request, name: JobName) -> Response:
     )
 
 
-@router.get("/jobs/{name}/log.txt")
+@router.get("/jobs/{name}/log.txt", dependencies=[SignedIn])
 def job_log_download(request: Request, name: JobName) -> Response:
-    denied = _page_or_denied(request)
-    if denied is not None:
-        return denied
     ctx = _ctx(request)
     ctx.require_job(name)
     f = safe_open(ctx.store.log_path(name), ctx.store.root)
@@ -520,19 +500,13 @@ def _hosts_values(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/hosts", response_class=HTMLResponse)
+@router.get("/hosts", response_class=HTMLResponse, dependencies=[SignedIn])
 def hosts_page(request: Request) -> Response:
-    denied = _page_or_denied(request)
-    if denied is not None:
-        return denied
     return _render(request, "hosts.html", **_hosts_values(request))
 
 
-@router.get("/hosts/live", response_class=HTMLResponse)
+@router.get("/hosts/live", response_class=HTMLResponse, dependencies=[SignedIn])
 def hosts_live(request: Request) -> Response:
-    denied = _page_or_denied(request)
-    if denied is not None:
-        return denied
     return _render(request, "_hosts_live.html", **_hosts_values(request))
 
 

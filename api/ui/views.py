@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from controller.status import epoch
+
 # phase -> (icon, css class); the icon and the word are always shown, so the colour is never the only cue
 PHASE_LOOK = {
     "Pending": ("\u25d4", "pending"),  # circle with a quarter filled
@@ -39,15 +41,6 @@ SORTS = {
 PAGE_SIZE = 50
 
 
-def parse_time(raw: Any) -> float | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -68,7 +61,7 @@ def human_seconds(seconds: Any) -> str:
 
 def when(raw: Any) -> str:
     """An ISO time from a record as `2026-12-01 21:55:21 UTC`; anything else as it is."""
-    t = parse_time(raw)
+    t = epoch(raw)
     if t is None:
         return "" if raw is None else str(raw)
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -95,10 +88,10 @@ class Times:
     @classmethod
     def of(cls, row: dict[str, Any]) -> Times:
         return cls(
-            parse_time(row.get("submitted_at")),
-            parse_time(row.get("started_at")),
-            parse_time(row.get("finished_at")),
-            parse_time(row.get("updated_at")),
+            epoch(row.get("submitted_at")),
+            epoch(row.get("started_at")),
+            epoch(row.get("finished_at")),
+            epoch(row.get("updated_at")),
         )
 
     def age(self, now: float) -> float | None:
@@ -247,7 +240,7 @@ def progress_charts(points: list[dict[str, Any]], limit: int = 8) -> list[Chart]
     """One small chart per numeric series of the progress history (reward, loss, ...), the first `limit` series."""
     series: dict[str, list[tuple[float, float]]] = {}
     for p in points:
-        t = parse_time(p.get("time"))
+        t = epoch(p.get("time"))
         values = p.get("values")
         if t is None or not isinstance(values, dict):
             continue
@@ -270,7 +263,7 @@ def resource_charts(points: list[dict[str, Any]]) -> list[Chart]:
         s = [
             (t, float(p[key]))
             for p in points
-            if (t := parse_time(p.get("time"))) is not None
+            if (t := epoch(p.get("time"))) is not None
             and isinstance(p.get(key), int | float)
             and not isinstance(p.get(key), bool)
         ]
