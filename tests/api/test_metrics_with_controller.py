@@ -4,6 +4,7 @@ prometheus_client's own parser agree with the status files the controller wrote.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,8 @@ from e2e.harness import (
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -99,6 +102,19 @@ def test_metrics_agree_with_the_status_files(docker_engine, tmp_path: Path):
         assert value(s, "opeva_workqueue_queue_duration_seconds_count") >= 4
         assert value(s, "opeva_workqueue_depth") is not None
         assert value(s, "opeva_mlflow_outbox_operations") == 0.0
+        # every series the Grafana dashboard queries is one /metrics exports
+        dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "opeva.json").read_text())
+        queried = {
+            name
+            for panel in dashboard["panels"]
+            for t in panel["targets"]
+            for name in re.findall(r"opeva_\w+", t["expr"])
+        }
+        help_lines = httpx.get(f"{ctl.url}/metrics", timeout=10).text
+        exported = {n for n, _ in s} | set(
+            re.findall(r"^# HELP (opeva_\w+)", help_lines, re.M)
+        )  # also series with no sample yet
+        assert queried and queried <= exported, queried - exported
 
         # the controller dies: its own metrics stop, job state stays
         ctl.kill()
