@@ -8,7 +8,7 @@ hook that needs every finish must also look at the recorded history when it star
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -27,6 +27,10 @@ class AttemptHooks(Protocol):
 
     def after_finish(self, status: JobStatus, record: AttemptRecord) -> None: ...
 
+    def resource_sample(self, job: str, container: str, sample: dict[str, Any]) -> None:
+        """A resource sample of a running attempt (controller/sampler.py): cpu (cores), memory (bytes), gpu (%)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -38,6 +42,9 @@ class NoHooks:
         return {}
 
     def after_finish(self, status: JobStatus, record: AttemptRecord) -> None:
+        pass
+
+    def resource_sample(self, job: str, container: str, sample: dict[str, Any]) -> None:
         pass
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from . import metrics
+from .hooks import call_hook
 from .runtime.base import Runtime, RuntimeUnavailable
 from .status import JobStatus, iso, utcnow
 from .store import DataStore, UnsafeFile, atomic_write_bytes, open_job_file
@@ -84,6 +85,7 @@ class Sampler:
     store: DataStore
     runtime: Runtime
     running: Callable[[], list[JobStatus]]
+    on_sample: Callable[[str, str, dict[str, Any]], None] | None = None  # e.g. MLflow system metrics
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     _seen: dict[str, _Seen] = field(default_factory=dict)
     _tick: int = 0
@@ -181,6 +183,8 @@ class Sampler:
         seen.resource_lines = _append(target, sample, seen.resource_lines)
         if seen.resource_lines > 2 * MAX_RESOURCE_POINTS:
             seen.resource_lines = _rewrite(target, lambda lines: lines[-MAX_RESOURCE_POINTS:])
+        if self.on_sample is not None:
+            call_hook(self.on_sample, st.name, container, sample)
         return {**sample, "container": container, "gpus": len(st.gpuIds)}
 
 

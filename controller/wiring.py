@@ -97,5 +97,5 @@ def build_controller(settings: Settings, runtime: Runtime, hooks: AttemptHooks |
         host=host,
         reconciler=reconciler,
         capacity=capacity,
-        sampler=Sampler(store, runtime, lambda: list(statuses.all().values())),
+        sampler=Sampler(store, runtime, lambda: list(statuses.all().values()), on_sample=hooks.resource_sample),
     )

@@ -59,6 +59,7 @@ class MlflowHooks:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._mirrored_at: dict[str, float] = {}
+        self._system_steps: dict[str, int] = {}  # entry id -> next step of its system metrics
         self._progress_seen: dict[str, tuple[int, int]] = {}
         self._git: tuple[float, str | None] = (0.0, None)
 
@@ -242,6 +243,20 @@ class MlflowHooks:
             self.outbox.save(entry)
         self.sender.wake.set()
 
+    def resource_sample(self, job: str, container: str, sample: dict[str, Any]) -> None:
+        """Queue a resource sample as the attempt's MLflow system metrics (the `system/` keys MLflow's UI charts)."""
+        entry = next((e for e in self.outbox.entries() if e.job == job and e.container == container), None)
+        if entry is None or entry.closing:
+            return
+        found = values.system_metrics(sample, os.cpu_count() or 1)
+        if not found:
+            return
+        with self._lock:
+            step = self._system_steps.get(entry.id, 0)
+            self._system_steps[entry.id] = step + 1
+            self.outbox.append(entry, {"kind": "metrics", "metrics": values.metric_list(found, step, now_ms())})
+        self.sender.wake.set()
+
     def sweep(self, statuses: dict[str, JobStatus] | None) -> None:
         """Close the runs of attempts that ended without `after_finish` reaching us."""
         for entry in self.outbox.entries():
@@ -371,6 +386,7 @@ class MlflowHooks:
         )
 
     def _closed(self, entry: Entry) -> None:
+        self._system_steps.pop(entry.id, None)
         self._mirrored_at.pop(entry.id, None)
         self._progress_seen.pop(entry.id, None)
         info = self.store.read_job_info(entry.job) or {}

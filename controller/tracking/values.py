@@ -96,6 +96,21 @@ def metric_list(values: dict[str, float], step: int, timestamp_ms: int) -> list[
     return [{"key": k, "value": v, "timestamp": timestamp_ms, "step": step} for k, v in sorted(values.items())]
 
 
+def system_metrics(sample: dict[str, Any], machine_cpus: int) -> dict[str, float]:
+    """A resource sample as MLflow's system metric keys (CPU as a share of the machine, as MLflow's own)."""
+    out: dict[str, float] = {}
+    cpu, memory = sample.get("cpu"), sample.get("memory")
+    if isinstance(cpu, int | float):
+        out["system/cpu_utilization_percentage"] = round(100.0 * cpu / machine_cpus, 2)
+    if isinstance(memory, int | float):
+        out["system/system_memory_usage_megabytes"] = round(memory / 2**20, 2)
+    if isinstance(sample.get("gpu"), int | float):
+        out["system/gpu_utilization_percentage"] = float(sample["gpu"])
+    if isinstance(sample.get("gpuMemory"), int | float):
+        out["system/gpu_memory_usage_megabytes"] = round(sample["gpuMemory"] / 2**20, 2)
+    return out
+
+
 # ---- params and tags --------------------------------------------------------------------------------------------
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|PASSWD|KEY|CREDENTIAL|AUTH|PRIVATE)", re.IGNORECASE)
 MASK = "***"

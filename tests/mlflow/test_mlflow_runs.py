@@ -166,3 +166,19 @@ def test_mlflow_disabled_for_a_job_means_no_run_and_no_env(data, mlflow, start_c
     assert "mlflow_run_id" not in (read_json_file(data / "jobs" / name / "job_info.json") or {})
     wait_for(lambda: not containers(name), what="container removed")
     assert not list(Path(data / ".opeva" / "mlflow-outbox").iterdir())
+
+
+def test_resource_samples_become_the_runs_system_metrics(data, mlflow, start_controller):
+    start_controller()
+    name = job_name("busy")
+    write_spec(data, shell_spec(name, "i=0; while [ $i -lt 120000 ]; do i=$((i+1)); done; sleep 12"))
+    wait_phase(data, name, "Succeeded", timeout=90)
+    [run] = final_run(mlflow, name)
+    run_id = run["info"]["run_id"]
+    memory = mlflow.history(run_id, "system/system_memory_usage_megabytes")
+    cpu = mlflow.history(run_id, "system/cpu_utilization_percentage")
+    assert len(memory) >= 2 and all(m["value"] > 0 for m in memory), memory
+    assert cpu and all(0 <= m["value"] <= 100 for m in cpu), cpu
+    assert [m["step"] for m in sorted(memory, key=lambda m: m["step"])] == list(range(len(memory)))
+    samples = (data / "jobs" / name / "history" / "resources.jsonl").read_text().splitlines()
+    assert len(memory) >= len(samples) - 1, "every sample taken while the run was open reached it"
