@@ -2,18 +2,16 @@
 
 The folder is read by `SpecSource`, the controller's own scanner (same file rules, same validation, same
 duplicate-name rule). The recorded side is `status.json` per job, read offline through `DataStore.read_status` or
-through the API (`GET /jobs/{name}`), as the same `JobStatus` model. The verdict follows the branches of
-`controller.decide`:
+through the API (`GET /jobs/{name}`), as the same `JobStatus` model. The verdict is the controller's own: plan runs
+`controller.decide` on the spec, the record and the containers the record implies (a Running record's container
+still runs), and names what the decision does:
 
-- no record, valid spec: the job is accepted and started (`start`); with `suspend: true` it is recorded as
-  Stopped and never started (`stop`);
-- a record whose run (`observedGeneration`, `runId`) differs from the spec's: a new run (`rerun`), stopping a
-  running attempt first;
-- the same run: a finished run (Succeeded, Failed) never runs again (`unchanged`); a Stopped one (suspended, or its
-  spec had been deleted) runs again as a new attempt (`start`); Pending/Running carry on (`unchanged`);
-- `suspend: true` on an unfinished run stops it (`stop`);
-- spec removed: a Pending or Running job is stopped (`stop`); finished and stopped records stay (`unchanged`);
-- a file that cannot be used: `invalid`, with the controller's message (a running attempt is left alone).
+- `invalid`: the file cannot be used (the decision marks the spec invalid; a running attempt is left alone);
+- `stop`: the job ends up Stopped, or its running attempt is asked to stop (spec removed, suspended);
+- `rerun`: the decision starts a new run of a job that had run (new generation or runId);
+- `start`: a job that was not running is Pending or Running afterwards (new, resumed, spec valid again);
+- `unchanged`: anything else.
+The detail text describes the record and the spec in words; it never decides anything.
 """
 
 from __future__ import annotations
@@ -24,14 +22,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.decide import Desired
+from controller.decide import (
+    Decision,
+    Desired,
+    Facts,
+    Observed,
+    Stop,
+    container_name,
+    decide,
+    run_key,
+)
+from controller.runtime.base import ContainerInfo
 from controller.spec import SpecError, parse_document
 from controller.specsource import SETTLE_SECONDS, SpecSource
-from controller.status import JobStatus
+from controller.status import JobStatus, utcnow
 from controller.store import DataStore
 
 ACTIONS = ("start", "rerun", "stop", "unchanged", "invalid")
 CHANGES = frozenset({"start", "rerun", "stop"})
+PLAN_INSTANCE = "plan"  # the data folder's id does not matter to a verdict; container names only need to agree
+NEW_RUN_EVENTS = frozenset({"GenerationChanged", "Rerun"})
+ACTIVE = ("Pending", "Running")
 
 
 @dataclass(frozen=True)
@@ -45,71 +56,109 @@ class PlanItem:
         return {"name": self.name, "action": self.action, "detail": self.detail, "file": self.file}
 
 
+def plan_job(desired: Desired, st: JobStatus | None) -> PlanItem | None:
+    """The verdict for one job name; None when there is neither a spec nor a record."""
+    recorded, observed = _as_observed(st)
+    decision = decide(desired, observed, recorded, Facts(now=utcnow(), instance=PLAN_INSTANCE))
+    if decision.status is None:
+        return None
+    action = verdict(desired, st, decision)
+    return PlanItem(desired.name, action, _detail(action, desired, st), desired.spec_file)
+
+
+def verdict(desired: Desired, st: JobStatus | None, decision: Decision) -> str:
+    """Name what a decision does to a job (see the module docstring)."""
+    new = decision.status
+    assert new is not None
+    if desired.error is not None:
+        return "invalid"
+    was_stopped = st is not None and st.phase == "Stopped"
+    asks_stop = any(isinstance(a, Stop) and a.reason in ("SpecDeleted", "Suspended") for a in decision.actions)
+    if (new.phase == "Stopped" and not was_stopped) or asks_stop:
+        return "stop"
+    if (
+        st is not None
+        and st.observedGeneration is not None
+        and any(e.reason in NEW_RUN_EVENTS for e in decision.events)
+    ):
+        return "rerun"
+    if new.phase in ACTIVE and (st is None or st.phase not in ACTIVE):
+        return "start"
+    return "unchanged"
+
+
+def _as_observed(st: JobStatus | None) -> tuple[JobStatus | None, Observed]:
+    """The record, and the containers it implies: a Running record's attempt still runs. Its container is named as
+    the decision names it under PLAN_INSTANCE, so the decision finds it."""
+    if st is None or st.phase != "Running" or not st.observedGeneration:
+        return st, Observed()
+    key = run_key(st.observedGeneration, st.runId)
+    name = container_name(PLAN_INSTANCE, st.name, key, st.attempts)
+    live = ContainerInfo(
+        id=st.containerId or name,
+        name=name,
+        job=st.name,
+        generation=st.observedGeneration,
+        run=key,
+        attempt=st.attempts,
+        state="running",
+        started_at=st.startedAt,
+    )
+    recorded = st.model_copy(update={"containerName": name, "containerId": live.id})
+    return recorded, Observed(containers=(live,))
+
+
+# ---- the words of a verdict ---------------------------------------------------------------------------------------
 def _phase(st: JobStatus) -> str:
     return f"{st.phase} ({st.reason})" if st.reason else st.phase
 
 
-def _running_note(st: JobStatus) -> str:
-    if st.phase == "Running":
-        return f"; stops the running attempt {st.attempts}"
-    return ""
-
-
-def plan_job(desired: Desired, st: JobStatus | None) -> PlanItem | None:
-    """The verdict for one job name; None when there is neither a spec nor a record."""
-    name, file = desired.name, desired.spec_file
-    if not desired.exists:
-        if st is None:
-            return None
-        if st.phase == "Running":
-            return PlanItem(name, "stop", f"spec removed; stops the running attempt {st.attempts}, keeps the record")
-        if st.phase == "Pending":
-            return PlanItem(name, "stop", "spec removed; it will not start, the record is kept")
-        return PlanItem(name, "unchanged", f"{_phase(st)}; no spec, record kept")
+def _detail(action: str, desired: Desired, st: JobStatus | None) -> str:
     if desired.error is not None:
-        note = "; the running attempt is left running" if st is not None and st.phase == "Running" else ""
-        return PlanItem(name, "invalid", desired.error + note, file)
-
+        running = st is not None and st.phase == "Running"
+        return desired.error + ("; the running attempt is left running" if running else "")
     m = desired.manifest
-    spec, generation = m.spec, m.generation
+    if m is None:
+        assert st is not None
+        if action == "stop":
+            if st.phase == "Running":
+                return f"spec removed; stops the running attempt {st.attempts}, keeps the record"
+            return "spec removed; it will not start, the record is kept"
+        return f"{_phase(st)}; no spec, record kept"
     waits = f"; waits: {desired.config_missing}" if desired.config_missing else ""
-    never_ran = st is None or st.observedGeneration is None  # no record, or only of an invalid file
-    new_run = st is not None and (st.observedGeneration != generation or st.runId != spec.runId)
-
-    if spec.suspend:
-        if never_ran:
-            return PlanItem(name, "stop", "new job, suspended: recorded as Stopped, not started", file)
-        if not new_run and (st.terminal or st.phase == "Stopped"):
-            return PlanItem(name, "unchanged", _phase(st), file)
-        what = (
-            f"new generation {generation}, "
-            if st.observedGeneration != generation
-            else ((f"new runId {spec.runId}, " if spec.runId else "runId removed, ") if new_run else "")
-        )
+    if st is None or st.observedGeneration is None:
+        if action == "stop":
+            return "new job, suspended: recorded as Stopped, not started"
+        return ("new job" if st is None else "spec valid again; the job starts") + waits
+    change = _run_change(m.generation, m.spec.runId, st)
+    if action == "stop":
+        what = f"{change}, " if change else ""
         if st.phase == "Running":
-            return PlanItem(name, "stop", f"{what}suspended; stops the running attempt {st.attempts}", file)
+            return f"{what}suspended; stops the running attempt {st.attempts}"
         if st.phase == "Pending":
-            return PlanItem(name, "stop", f"{what}suspended; it will not start", file)
-        return PlanItem(name, "stop", f"{what}suspended: recorded as Stopped, not started", file)
-    if never_ran:
-        why = "new job" if st is None else "spec valid again; the job starts"
-        return PlanItem(name, "start", why + waits, file)
-    if new_run:
-        if st.observedGeneration != generation:
-            why = f"new generation {generation} (recorded {st.observedGeneration}, {_phase(st)})"
-        else:
-            change = f"new runId {spec.runId}" if spec.runId else "runId removed"
-            why = f"{change} (recorded {st.runId or 'none'}, {_phase(st)})"
-        return PlanItem(name, "rerun", why + _running_note(st) + waits, file)
-    if st.phase == "Failed" and st.reason == "InvalidSpec":
-        return PlanItem(name, "start", "spec valid again; the job runs" + waits, file)
-    if st.terminal:
-        return PlanItem(name, "unchanged", _phase(st), file)
-    if st.phase == "Stopped":
-        why = "suspend cleared" if st.reason == "Suspended" else "spec restored"
-        return PlanItem(name, "start", f"{why}; runs again as a new attempt (recorded {_phase(st)})" + waits, file)
-    detail = _phase(st) + (f", attempt {st.attempts}" if st.attempts else "")
-    return PlanItem(name, "unchanged", detail + waits, file)
+            return f"{what}suspended; it will not start"
+        return f"{what}suspended: recorded as Stopped, not started"
+    if action == "rerun":
+        recorded = st.observedGeneration if st.observedGeneration != m.generation else st.runId or "none"
+        running = f"; stops the running attempt {st.attempts}" if st.phase == "Running" else ""
+        return f"{change} (recorded {recorded}, {_phase(st)}){running}{waits}"
+    if action == "start":
+        if st.phase == "Stopped":
+            why = "suspend cleared" if st.reason == "Suspended" else "spec restored"
+            return f"{why}; runs again as a new attempt (recorded {_phase(st)})" + waits
+        return "spec valid again; the job runs" + waits
+    if st.terminal or st.phase == "Stopped":
+        return _phase(st)
+    return _phase(st) + (f", attempt {st.attempts}" if st.attempts else "") + waits
+
+
+def _run_change(generation: str, run_id: str | None, st: JobStatus) -> str:
+    """How the spec's run differs from the recorded one, in words ('' when it is the same run)."""
+    if st.observedGeneration != generation:
+        return f"new generation {generation}"
+    if st.runId != run_id:
+        return f"new runId {run_id}" if run_id else "runId removed"
+    return ""
 
 
 def _matches(labels: dict[str, str], selector: list[tuple[str, str | None]]) -> bool:

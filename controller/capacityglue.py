@@ -3,12 +3,11 @@ and the other jobs woken when capacity frees up."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 from .containercache import ContainerCache
-from .decide import Create, Decision, Desired, Facts, Observed, decide
-from .scheduler import WAIT_REASONS, Scheduler, Wake, pending_job
+from .decide import Create, Decision, Desired, Observed, Proposal
+from .scheduler import WAIT_REASONS, Admission, Scheduler, Wake, pending_job
 from .specsource import SpecSource
 from .status import JobStatus
 
@@ -24,22 +23,18 @@ class CapacityGlue:
         self.specs = specs
         self.enqueue_after = enqueue_after
 
-    def admit(
-        self, desired: Desired, observed: Observed, recorded: JobStatus | None, facts: Facts, decision: Decision
-    ) -> tuple[Decision, Observed]:
-        """A decision that would create a container is taken again with the scheduler's answer."""
-        create = next((a for a in decision.actions if isinstance(a, Create)), None)
-        if create is None or desired.manifest is None or decision.status is None:
-            return decision, observed
-        job = pending_job(desired.manifest, decision.status.submittedAt)
-        observed = dataclasses.replace(observed, admission=self.scheduler.admit(job, create.container))
-        return decide(desired, observed, recorded, facts), observed
+    def admit(self, desired: Desired, proposal: Proposal) -> Admission | None:
+        """The scheduler's answer, asked once and only when the job wants a container (see controller/decide)."""
+        want, status = proposal.want, proposal.status
+        if want is None or desired.manifest is None or status is None:
+            return None
+        return self.scheduler.admit(pending_job(desired.manifest, status.submittedAt), want.container)
 
-    def settle(self, name: str, observed: Observed, decision: Decision) -> None:
+    def settle(self, name: str, observed: Observed, admission: Admission | None, decision: Decision) -> None:
         """Before acting: an ended attempt gives back its share now, and the jobs that may start are woken."""
         creating = any(isinstance(a, Create) for a in decision.actions)
         live = next((c for c in observed.containers if c.running or c.state == "created"), None)
-        waiting = observed.admission is not None and observed.admission.verdict == "Waiting" and not creating
+        waiting = admission is not None and admission.verdict == "Waiting" and not creating
         self._wake(name, self.scheduler.settle(name, live, waiting, creating))
 
     def release(self, name: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from .actions import Actions
 from .capacityglue import CapacityGlue
 from .containercache import ContainerCache
-from .decide import Facts, Observed, decide
+from .decide import Facts, Observed, propose
 from .faults import crash_point
 from .hostfacts import HostFacts
 from .logcapture import LogCapture
@@ -96,13 +96,12 @@ class Reconciler:
         if recorded is None and not desired.exists and not self.cache.for_job(name):
             return None
         observed = self.observe(name, recorded)
-        facts = self.facts()
-        decision = decide(desired, observed, recorded, facts)
-        if self.capacity is not None:
-            decision, observed = self.capacity.admit(desired, observed, recorded, facts, decision)
+        proposal = propose(desired, observed, recorded, self.facts())
+        admission = self.capacity.admit(desired, proposal) if self.capacity is not None else None
+        decision = proposal.admit(admission)
         self.recorder.save(recorded, decision)
         if self.capacity is not None:
-            self.capacity.settle(name, observed, decision)
+            self.capacity.settle(name, observed, admission, decision)
         requeue = decision.requeue_after
         if not decision.actions:
             return requeue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ def manifest(name: str = "j", **spec):
 
 
 def status(phase: str, reason: str | None = None, gen: str | None = None, **kw) -> JobStatus:
-    return JobStatus(name="j", phase=phase, reason=reason, observedGeneration=gen, **kw)
+    st = JobStatus(name="j", phase=phase, reason=reason, observedGeneration=gen, **kw)
+    if reason == "InvalidSpec":  # as the controller records it
+        st.set_condition("SpecValid", "False", "InvalidSpec", "spec.image: Field required", datetime.now(UTC))
+    return st
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The pure decision: every branch of `_Sync`, one behaviour per test, no I/O and no clocks."""
+"""The pure decision: every branch of controller/decide, one behaviour per test, no I/O and no clocks."""
 
 from __future__ import annotations
 

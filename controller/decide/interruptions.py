@@ -1,0 +1,48 @@
+"""Interruptions: an attempt ended by the machine (reboot, engine restart or outage, container removed behind our
+back) is not the job's failure; it runs again as a new attempt unless interruptionPolicy says Fail."""
+
+from __future__ import annotations
+
+from ..policy import interruption_cause
+from ..runtime.base import ContainerInfo
+from ..spec import JobManifest
+from .core import Draft, current_attempt
+
+SIGNAL_SETTLE = 20.0  # seconds a signal death waits before it is taken for the job's own failure
+
+
+def cause(d: Draft, c: ContainerInfo) -> str | None:
+    return interruption_cause(c, d.facts.boot_time, d.facts.daemon_started_at, d.facts.outages)
+
+
+def signal_settle_left(d: Draft, c: ContainerInfo) -> float:
+    """Seconds to wait before blaming a signal death we did not ask for on the job.
+
+    A daemon shutting down kills containers (exit 137/143) while its event stream still runs, before anyone
+    can tell that it is going away. Recording such an exit waits until SIGNAL_SETTLE has passed, by which
+    time a daemon restart or an engine outage shows in the facts and the exit is classified an interruption.
+    """
+    st = d.st
+    asked = st.stopping is not None and st.stopping.containerName == c.name
+    if asked or c.oom_killed or c.exit_code is None or c.exit_code < 128 or c.finished_at is None:
+        return 0.0
+    if cause(d, c):
+        return 0.0
+    return SIGNAL_SETTLE - (d.now - c.finished_at).total_seconds()
+
+
+def record_vanished(d: Draft, name: str, m: JobManifest) -> None:
+    """The attempt's container is gone without a recorded exit: removed behind our back, or lost."""
+    d.record_history(current_attempt(d.st, name), "Interrupted", "ContainerRemoved")
+    interrupted(d, m, f"container {name} disappeared (removed outside the controller)")
+
+
+def interrupted(d: Draft, m: JobManifest, why: str) -> None:
+    st = d.st
+    d.condition("Interrupted", "True", "Interrupted", why)
+    if m.spec.interruptionPolicy == "Fail":
+        d.finish("Failed", "Interrupted", why)
+        return
+    d.set_phase("Pending", "Interrupted", why)
+    st.nextAttemptAt = None
+    d.event("Interrupted", f"attempt {st.attempts} interrupted ({why}); starting a new attempt", warning=True)
