@@ -140,8 +140,8 @@ def _detail(action: str, desired: Desired, st: JobStatus | None) -> str:
         return f"{what}suspended: recorded as Stopped, not started"
     if action == "rerun":
         recorded = st.observedGeneration if st.observedGeneration != m.generation else st.runId or "none"
-        running = f"; stops the running attempt {st.attempts}" if st.phase == "Running" else ""
-        return f"{change} (recorded {recorded}, {_phase(st)}){running}{waits}"
+        stops = f"; stops the running attempt {st.attempts}" if st.phase == "Running" else ""
+        return f"{change} (recorded {recorded}, {_phase(st)}){stops}{waits}"
     if action == "start":
         if st.phase == "Stopped":
             why = "suspend cleared" if st.reason == "Suspended" else "spec restored"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from ..runtime.base import ContainerInfo
 from ..scheduler import Admission
@@ -141,7 +142,7 @@ class Draft:
         self.observed = observed
         self.facts = facts
         self.now = facts.now
-        self.st: JobStatus = recorded.working_copy() if recorded is not None else None  # type: ignore[assignment]
+        self.st: JobStatus = recorded.working_copy() if recorded is not None else None
         self.events: list[Event] = []
         self.actions: list[Action] = []
         self.requeue: float | None = None
@@ -173,7 +174,9 @@ class Draft:
         self.st.reason = reason
         self.st.message = message
 
-    def condition(self, type_: str, status: str, reason: str | None, message: str | None = None) -> None:
+    def condition(
+        self, type_: str, status: Literal["True", "False"], reason: str | None, message: str | None = None
+    ) -> None:
         self.st.set_condition(type_, status, reason, message, self.now)
 
     def stop(self, c: ContainerInfo, reason: str) -> None:
