@@ -31,7 +31,7 @@ class ApiContext:
         artifacts alone do not make it one)."""
         if self.store.is_deleted(name):
             return False  # deleted by a user: gone from every listing, while the controller archives it
-        return self.store.status_path(name).is_file() or self.specs.find(name) is not None
+        return self.store.has_status(name) or self.specs.find(name) is not None
 
     def require_job(self, name: str) -> None:
         if not self.job_known(name):

@@ -210,6 +210,7 @@ class Simulations:
             "args": ["--config", f"{CONTAINER_DATA}/{runtime_config}", "--job_id", name],
             "configFile": runtime_config,
             "logCapture": False,
+            "sharedData": "ReadWrite",  # as the old workers mounted it: the simulator creates /data/mlflow/mlruns
         }
         if gpus:
             spec["resources"] = {"gpus": gpus}

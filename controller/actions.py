@@ -20,7 +20,7 @@ from .hooks import AttemptHooks, call_hook
 from .logcapture import LogCapture
 from .recording import Recorder
 from .runtime.base import CreateRejected, ImageMissing, NameConflict, Runtime
-from .status import JobStatus, iso, utcnow
+from .status import Event, JobStatus, iso, utcnow
 from .statuscache import StatusCache
 from .store import DELETED_ARCHIVE, DataStore
 
@@ -87,7 +87,10 @@ class Actions:
         m = desired.manifest
         assert m is not None
         self.store.ensure_job_dirs(m.name)
+        self.store.ensure_records(m.name)  # mounted read-only into the container, so they must exist
         try:
+            if m.spec.pull_policy == "Always":
+                self.pull(m.name, m.spec.image, action.attempt)
             extra_env = call_hook(self.hooks.before_start, m, status, action.attempt, action.container) or {}
             info = self.runtime.create_and_start(container_request(m, action, self.placement, extra_env))
         except NameConflict:
@@ -101,6 +104,15 @@ class Actions:
         self.store.write_job_info(m.name, created_info(m, status, action.attempt, info))
         log.info("container_created", job=m.name, container=info.name, attempt=action.attempt, state=info.state)
         return 0.0
+
+    def pull(self, job: str, image: str, attempt: int) -> None:
+        """imagePullPolicy Always: a moved tag is picked up; with no registry in reach the local image is used, and
+        the job's events say so."""
+        note = self.runtime.pull(image)
+        if note is not None:
+            event = Event(time=utcnow(), type="Warning", reason="PullFailed", message=note, attempt=attempt)
+            self.store.append_events(job, [event])
+            log.warning("image_pull_failed", job=job, image=image, message=note)
 
     def remove(self, job: str, container: str) -> None:
         crash_point("before_remove")

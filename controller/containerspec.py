@@ -27,16 +27,49 @@ from .scheduler import LABEL_QUEUE
 from .spec import JobManifest
 from .status import SEED_STATUS, JobStatus, iso
 
-JOB_MOUNTS = ("progress", "results", "logs", "outputs")  # the job's writable folders, each its own bind mount
+JOB_MOUNTS = ("progress", "results", "logs", "outputs")  # own mounts too: a job cannot swap them for links
+# mounted read-only over the job's writable folder (appended in place, so the mount holds; status.json is replaced by
+# rename, which detaches such a mount: its authoritative copy lives in DATA/.opeva/status instead)
+PROTECTED_RECORDS = ("events.jsonl",)
+ANNOTATION_JOB_NAME = (
+    "opeva/job-name"  # the human name /run-simulation records (OPEVA_JOB_NAME, as the old workers set)
+)
+GUARDED = (".opeva", "jobs", "archive")  # read-only even when a job gets the shared folder writable
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where this controller puts containers: its data folder's id and host path, and the default network."""
+    """Where this controller puts containers: its data folder's id and host path, and the default network.
+
+    `guarded` lists what stays read-only under a writable shared folder (folders relative to the data folder that
+    exist, and `job_track.json`): the controller's state, the archive, every job folder and the specs when they
+    live in the data folder."""
 
     instance: str
     host_data: Path
     default_network: str | None = None
+    guarded: tuple[str, ...] = GUARDED
+
+
+def data_mounts(where: Placement, name: str, shared_writable: bool) -> tuple[Mount, ...]:
+    """The data folder as a job sees it at /data.
+
+    Read-only, except its own folder /data/jobs/NAME, writable as a whole (the OPEVA simulator creates bundle/,
+    checkpoints/, config.resolved.yaml and merges its keys into job_info.json there). Its four standard folders are
+    mounts of their own, so the job cannot replace them with links the controller would then follow, and its
+    history (events.jsonl) is mounted read-only over it; its status is kept outside the folder (see
+    DataStore.status_path): nothing the job writes changes what the controller decides. With `shared_writable` the
+    whole folder is writable, as the old workers mounted it, except what `where.guarded` names.
+    """
+    job = f"/data/jobs/{name}"
+    host_job = where.host_data / "jobs" / name
+    mounts = [Mount(str(where.host_data), "/data", not shared_writable)]
+    if shared_writable:
+        mounts += [Mount(str(where.host_data / d), f"/data/{d}", True) for d in where.guarded]
+    mounts.append(Mount(str(host_job), job, False))
+    mounts += [Mount(str(host_job / sub), f"{job}/{sub}", False) for sub in JOB_MOUNTS]
+    mounts += [Mount(str(host_job / rec), f"{job}/{rec}", True) for rec in PROTECTED_RECORDS]
+    return tuple(mounts)
 
 
 def container_request(
@@ -65,15 +98,13 @@ def container_request(
         **spec.env,
         **(extra_env or {}),
         "OPEVA_JOB_ID": name,
+        "OPEVA_JOB_NAME": m.metadata.annotations.get(ANNOTATION_JOB_NAME) or name,
         "OPEVA_JOB_DIR": job_dir,
         "OPEVA_ATTEMPT": str(action.attempt),
     }
     if spec.configFile:
         env["OPEVA_CONFIG"] = f"/data/{spec.configFile}"
-    host_job = where.host_data / "jobs" / name
-    mounts = [Mount(str(where.host_data), "/data", True)] + [
-        Mount(str(host_job / sub), f"{job_dir}/{sub}", False) for sub in JOB_MOUNTS
-    ]
+    mounts = data_mounts(where, name, spec.sharedData == "ReadWrite")
     return ContainerRequest(
         name=action.container,
         image=spec.image,
@@ -88,6 +119,7 @@ def container_request(
         memory=spec.resources.memory_bytes,
         gpu_ids=action.gpu_ids,
         stop_grace=spec.terminationGracePeriodSeconds,
+        pull_policy=spec.pull_policy,
     )
 
 

@@ -34,6 +34,9 @@ MAX_SPEC_BYTES = 1024 * 1024
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 # Fields that steer a job without redefining it: changing them never makes a new generation.
 CONTROL_FIELDS = frozenset({"suspend", "runId", "ttlSecondsAfterFinished", "priority", "queue"})
+# Fields added after specs were written: left out of the generation while they hold their default, so an upgrade
+# does not give every existing job a new generation (and rerun finished ones).
+LATER_FIELD_DEFAULTS = {"imagePullPolicy": None, "sharedData": "ReadOnly"}
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
 # Kubernetes quantities (K/M/G/T decimal, Ki/Mi/Gi/Ti binary) and Docker's (b, k/m/g/t and kb/mb/gb/tb, binary).
 _MEMORY_UNITS = {
@@ -167,6 +170,12 @@ class JobSpec(_Strict):
     network: str | None = None
     mlflow: MlflowSpec | None = None
     logCapture: bool = True
+    # Kubernetes' meaning: Always pulls before each attempt (a moved tag is picked up), IfNotPresent pulls only a
+    # missing image, Never never pulls. Default: Always for `:latest` or no tag, IfNotPresent otherwise.
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    # ReadWrite mounts the whole data folder writable, as the old OPEVA workers did (the simulator creates
+    # /data/mlflow/mlruns); the specs, the controller's state and other jobs' folders stay read-only.
+    sharedData: Literal["ReadOnly", "ReadWrite"] = "ReadOnly"
 
     @field_validator("env")
     @classmethod
@@ -187,6 +196,12 @@ class JobSpec(_Strict):
         if v is not None and (v.startswith("/") or ".." in Path(v).parts):
             raise ValueError("configFile must be a path relative to the data folder, without '..'")
         return v
+
+    @property
+    def pull_policy(self) -> str:
+        if self.imagePullPolicy is not None:
+            return self.imagePullPolicy
+        return "Always" if image_tag(self.image) in (None, "latest") else "IfNotPresent"
 
     @property
     def effective_backoff_limit(self) -> int:
@@ -222,6 +237,9 @@ def generation_hash(manifest: JobManifest) -> str:
     """
     spec = manifest.spec.model_dump(mode="json", exclude=set(CONTROL_FIELDS))
     spec["backoffLimit"] = manifest.spec.effective_backoff_limit  # writing the default out is no change
+    for key, default in LATER_FIELD_DEFAULTS.items():
+        if spec.get(key) == default:
+            del spec[key]
     canonical = json.dumps({"name": manifest.metadata.name, "spec": spec}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -295,6 +313,14 @@ def parse_text(text: str | bytes, source: str = "request", fmt: str = "yaml") ->
     if doc is None:
         raise SpecError(f"{source}: empty file")
     return parse_document(doc, source)
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference (`repo:tag`), None when it has none or is pinned by digest."""
+    if "@" in image:
+        return "digest"
+    last = image.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
 
 
 def is_valid_name(name: str) -> bool:

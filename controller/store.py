@@ -28,7 +28,11 @@ from .status import SEED_STATUS, Event, JobStatus, iso, utcnow
 log = structlog.get_logger("opeva.store")
 
 JOB_SUBDIRS = ("logs", "progress", "results", "outputs")
-DELETED_ARCHIVE = "archive/deleted"  # where DELETE /job/ID moves a job's files, kept for the retention period
+DELETED_ARCHIVE = "archive/deleted"
+# job_info keys that describe a submission rather than record a decision (written by /run-simulation)
+DESCRIPTIVE_INFO = frozenset(
+    {"job_name", "run_name", "experiment_name", "submitted_by", "config_path", "target_host"}
+)  # where DELETE /job/ID moves a job's files, kept for the retention period
 _JOB_INFO_LOCK = threading.Lock()
 
 
@@ -44,7 +48,12 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        try:  # a job can write into its folder: never follow (or reuse) whatever sits at the temp name
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            os.unlink(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             if durable:
@@ -161,7 +170,17 @@ class DataStore:
         return self.jobs_dir / name
 
     def status_path(self, name: str) -> Path:
+        """The authoritative status, outside the job's writable folder (a job cannot change what was decided)."""
+        self.job_dir(name)  # validates the name
+        return self.state_dir / "status" / f"{name}.json"
+
+    def status_copy_path(self, name: str) -> Path:
+        """DATA/jobs/NAME/status.json: a copy for people and the seed's readers, never read back by the controller
+        once the authoritative record exists (the job can write into its folder)."""
         return self.job_dir(name) / "status.json"
+
+    def has_status(self, name: str) -> bool:
+        return self.status_path(name).is_file() or self.status_copy_path(name).is_file()
 
     def log_path(self, name: str, capture: bool = True) -> Path:
         return self.job_dir(name) / "logs" / (f"{name}.log" if capture else f"{name}.stdout.log")
@@ -175,9 +194,20 @@ class DataStore:
             (d / sub).mkdir(parents=True, exist_ok=True)
         return d
 
+    def ensure_records(self, name: str) -> None:
+        """Create the record files a container gets read-only over its writable folder, without following links."""
+        for rec in ("events.jsonl",):
+            try:
+                fd = os.open(self.job_dir(name) / rec, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+            except OSError as err:
+                raise StoreError(f"cannot create {rec} of job {name}: {err.strerror or err}") from err
+            os.close(fd)
+
     # ---- records -----------------------------------------------------------------------------------------
     def read_status(self, name: str) -> JobStatus | None:
         data = read_json(self.status_path(name))
+        if data is None and not self.status_path(name).exists():
+            data = read_job_json(self.status_copy_path(name))  # a folder from before the record moved
         if not isinstance(data, dict):
             return None
         try:
@@ -188,7 +218,11 @@ class DataStore:
 
     def write_status(self, status: JobStatus) -> None:
         self.ensure_job_dirs(status.name)
-        atomic_write_json(self.status_path(status.name), status.model_dump(mode="json"))
+        data = (json.dumps(status.model_dump(mode="json"), indent=2) + "\n").encode()
+        path = self.status_path(status.name)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, data)
+        atomic_write_bytes(self.status_copy_path(status.name), data, durable=False)
 
     def job_info_record_path(self, name: str) -> Path:
         """The controller's own job_info keys, outside the job's folder, so a job cannot change them."""
@@ -210,17 +244,23 @@ class DataStore:
                 record.parent.mkdir(exist_ok=True)
                 atomic_write_json(record, merged)
             on_file = _mapping(read_job_json(path))
-            shown = {**on_file, **merged}
+            shown = {**on_file, **{k: v for k, v in merged.items() if k not in DESCRIPTIVE_INFO or k not in on_file}}
             if shown != on_file:
                 atomic_write_json(path, shown)
 
     def read_job_info(self, name: str) -> dict[str, Any] | None:
-        """The job's info as served: the keys the job wrote, overlaid with the controller's; None if neither exists."""
+        """The job's info as served: the keys the job wrote, overlaid with the controller's; None if neither exists.
+
+        The submission's descriptive keys (DESCRIPTIVE_INFO) are the exception: the job may refine them, as the OPEVA
+        simulator writes its `run_name`, so the job's value is shown when it wrote one."""
         own = read_json(self.job_info_record_path(name))
         written = read_job_json(self.job_dir(name) / "job_info.json")
         if not isinstance(own, dict) and not isinstance(written, dict):
             return None
-        return {**_mapping(written), **_mapping(own)}
+        own = _mapping(own)
+        described = {k: v for k, v in own.items() if k in DESCRIPTIVE_INFO}
+        decided = {k: v for k, v in own.items() if k not in DESCRIPTIVE_INFO}
+        return {**described, **_mapping(written), **decided}
 
     def append_events(self, name: str, events: list[Event]) -> None:
         """Append whole lines with one write, so concurrent readers never see a partial line."""
@@ -255,13 +295,20 @@ class DataStore:
         return out
 
     def recorded_jobs(self) -> Iterator[str]:
-        try:
-            with os.scandir(self.jobs_dir) as it:
-                for entry in it:
-                    if entry.is_dir() and is_valid_name(entry.name):
-                        yield entry.name
-        except FileNotFoundError:
-            return
+        """Names with a job folder or a status record (a collection cut short may leave only the record)."""
+        seen = set()
+        for folder, suffix in ((self.jobs_dir, ""), (self.state_dir / "status", ".json")):
+            try:
+                with os.scandir(folder) as it:
+                    for entry in it:
+                        name = entry.name.removesuffix(suffix) if suffix else entry.name
+                        if suffix and not entry.name.endswith(suffix):
+                            continue
+                        if name not in seen and is_valid_name(name) and (suffix or entry.is_dir()):
+                            seen.add(name)
+                            yield name
+            except FileNotFoundError:
+                continue
 
     def collect_job(self, name: str, artifacts: str, finished_at: str, folder: str = "archive") -> Path | None:
         """Remove a job's record. Artifacts are kept in place, archived whole to DATA/archive/, or deleted.
@@ -286,17 +333,16 @@ class DataStore:
                         os.replace(tmp, archive)
                     finally:
                         tmp.unlink(missing_ok=True)
-            if artifacts in ("archive", "delete"):
+            if artifacts in ("archive", "delete") and d.is_dir():
                 for entry in d.iterdir():
-                    if entry.name != "status.json":
-                        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-                self.status_path(name).unlink(missing_ok=True)
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
                 d.rmdir()
             else:
                 for record in ("job_info.json", "events.jsonl", "status.json"):
                     (d / record).unlink(missing_ok=True)
             (self.state_dir / "cursors" / f"{name}.json").unlink(missing_ok=True)
             self.job_info_record_path(name).unlink(missing_ok=True)
+            self.status_path(name).unlink(missing_ok=True)  # last: a crash part-way is collected again
         except OSError as err:
             raise StoreError(f"cannot collect job {name} ({artifacts}): {err.strerror or err}") from err
         return archive

@@ -8,7 +8,7 @@ from .actions import Actions
 from .capacity import machine_capacity
 from .capacityglue import CapacityGlue
 from .containercache import ContainerCache
-from .containerspec import Placement
+from .containerspec import GUARDED, Placement
 from .decide import Facts
 from .hooks import AttemptHooks, NoHooks
 from .hostfacts import HostFacts
@@ -58,7 +58,9 @@ def build_controller(settings: Settings, runtime: Runtime, hooks: AttemptHooks |
         statuses=statuses,
         recorder=recorder,
         hooks=hooks,
-        placement=Placement(instance, Path(settings.host_data_dir or store.root), settings.default_network),
+        placement=Placement(
+            instance, Path(settings.host_data_dir or store.root), settings.default_network, guarded_paths(store)
+        ),
         artifacts=settings.artifacts,
         archive_retention_days=settings.archive_retention_days,
         enqueue_after=queue.add_after,
@@ -99,3 +101,20 @@ def build_controller(settings: Settings, runtime: Runtime, hooks: AttemptHooks |
         capacity=capacity,
         sampler=Sampler(store, runtime, lambda: list(statuses.all().values()), on_sample=hooks.resource_sample),
     )
+
+
+def guarded_paths(store: DataStore) -> tuple[str, ...]:
+    """What stays read-only when a job gets the shared folder writable (spec.sharedData: ReadWrite): made to exist
+    now, as a bind mount needs its source."""
+    guarded = list(GUARDED)
+    for d in guarded:
+        (store.root / d).mkdir(exist_ok=True)
+    try:
+        specs = store.specs_dir.resolve().relative_to(store.root.resolve()).as_posix()
+    except ValueError:
+        specs = None  # outside the data folder: not mounted at all
+    if specs and specs != ".":
+        guarded.append(specs)
+    if (store.root / "job_track.json").is_file():
+        guarded.append("job_track.json")
+    return tuple(guarded)

@@ -61,6 +61,7 @@ class ContainerRequest:
     memory: int | None = None
     gpu_ids: tuple[str, ...] = ()
     stop_grace: int = 30
+    pull_policy: str = "IfNotPresent"  # Always | IfNotPresent | Never (Kubernetes' meaning); Always is done first
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ class Runtime(Protocol):
     def inspect(self, name: str) -> ContainerInfo | None: ...
 
     def create_and_start(self, req: ContainerRequest) -> ContainerInfo: ...
+
+    def pull(self, image: str) -> str | None:
+        """Pull `image` now (policy Always). None when pulled; a message when the registry could not be reached and
+        the local image will be used; ImageMissing when there is neither."""
+        ...
 
     def start(self, name: str) -> None: ...
 

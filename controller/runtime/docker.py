@@ -143,6 +143,21 @@ class DockerRuntime:
                 f"image {image} is not present locally and could not be pulled: {err.explanation or err}"
             ) from err
 
+    def pull(self, image: str) -> str | None:
+        repo, tag = _split_image(image)
+        try:
+            self._call(self._api.pull, repo, tag=tag)
+            return None
+        except derr.APIError as err:
+            reason = str(err.explanation or err)
+        try:
+            self._call(self._api.inspect_image, image)
+        except derr.ImageNotFound:
+            raise ImageMissing(f"image {image} could not be pulled ({reason}) and is not present locally") from None
+        except derr.APIError as err:
+            raise RuntimeUnavailable(f"inspect image {image}: {err.explanation or err}") from err
+        return f"could not pull {image} ({reason}); using the local image"
+
     def create_and_start(self, req: ContainerRequest) -> ContainerInfo:
         host_config = self._api.create_host_config(
             mounts=[
@@ -176,6 +191,8 @@ class DockerRuntime:
             try:
                 created = create()
             except derr.ImageNotFound:  # like `docker run`: pull only when the image is not local
+                if req.pull_policy == "Never":
+                    raise ImageMissing(f"image {req.image} is not present locally (imagePullPolicy: Never)") from None
                 self.ensure_image(req.image)
                 created = create()
         except derr.APIError as err:

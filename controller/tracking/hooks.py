@@ -109,6 +109,7 @@ class MlflowHooks:
             "MLFLOW_TRACKING_URI": self.config.job_uri,
             "MLFLOW_EXPERIMENT_ID": str(entry.experiment_id),
             "MLFLOW_RUN_ID": entry.run_id,
+            "MLFLOW_UI_BASE_URL": self.config.ui_url,  # the OPEVA simulator builds its mlflow_run_url from it
         }
 
     def after_finish(self, status: JobStatus, record: AttemptRecord) -> None:

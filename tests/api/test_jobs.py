@@ -86,7 +86,7 @@ def test_put_name_must_match_url(api):
 
 
 def test_put_rejects_an_invalid_spec_with_the_same_message_as_a_dropped_file(api, folder, tmp_path):
-    text = yaml_spec("j1", imagePullPolicy="Always")
+    text = yaml_spec("j1", imagePolicy="Always")
     r = api.client.put("/jobs/j1", content=text)
     assert r.status_code == 422
     dropped = tmp_path / "drop"
@@ -94,7 +94,7 @@ def test_put_rejects_an_invalid_spec_with_the_same_message_as_a_dropped_file(api
     (dropped / "j1.yaml").write_text(text)
     file_error = load_spec_file(dropped / "j1.yaml", dropped).error
     assert r.json()["detail"].replace("request body", "j1.yaml") == file_error
-    assert "spec.imagePullPolicy: unknown field" in r.json()["detail"]
+    assert "spec.imagePolicy: unknown field" in r.json()["detail"]
     assert not (folder.specs / "j1.yaml").exists()
 
 

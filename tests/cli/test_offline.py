@@ -75,7 +75,7 @@ def test_apply_reports_every_invalid_file_with_its_field_errors_and_sends_nothin
     specs = tmp_path / "specs"
     (specs / "sub").mkdir(parents=True)
     (specs / "good.yaml").write_text(spec_text("good"))
-    (specs / "typo.yaml").write_text(spec_text("typo", imagePullPolicy="Always"))
+    (specs / "typo.yaml").write_text(spec_text("typo", imagePolicy="Always"))
     (specs / "sub" / "no-image.json").write_text(
         json.dumps({"apiVersion": "opeva/v1", "kind": "Job", "metadata": {"name": "Bad_Name"}, "spec": {}})
     )
@@ -83,7 +83,7 @@ def test_apply_reports_every_invalid_file_with_its_field_errors_and_sends_nothin
     # no server answers here: validation comes first, so the result cannot depend on one
     result = cli("apply", "-f", str(specs), "--server", f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1
-    assert f"error: {specs}/typo.yaml: spec.imagePullPolicy: unknown field" in result.stderr
+    assert f"error: {specs}/typo.yaml: spec.imagePolicy: unknown field" in result.stderr
     assert f"error: {specs}/sub/no-image.json: metadata.name: String should match pattern" in result.stderr
     assert "spec.image: Field required" in result.stderr
     assert "error: 2 invalid spec files of 3; nothing was applied" in result.stderr

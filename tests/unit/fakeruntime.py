@@ -40,6 +40,7 @@ class FakeRuntime:
         self.requests: dict[str, ContainerRequest] = {}
         self.output_of: dict[str, list[bytes]] = {}
         self.creates: list[str] = []  # every name a create was asked for, conflicts included
+        self.pulls: list[str] = []  # images pulled first (imagePullPolicy Always)
         self.fail_after_create = False  # the next create makes the container, then the engine goes away
         self._lock = threading.Lock()
 
@@ -67,6 +68,13 @@ class FakeRuntime:
     def inspect(self, name: str) -> ContainerInfo | None:
         with self._lock:
             return self.containers.get(name)
+
+    def pull(self, image: str) -> str | None:
+        """No registry: an image that exists is used as it is (with a note, as the Docker runtime gives)."""
+        if self.images is not None and image not in self.images:
+            raise ImageMissing(f"no such image: {image}")
+        self.pulls.append(image)
+        return f"could not pull {image} (no registry); using the local image"
 
     def create_and_start(self, req: ContainerRequest) -> ContainerInfo:
         with self._lock:
