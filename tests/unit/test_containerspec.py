@@ -56,14 +56,34 @@ def test_labels(spec, present, absent):
     assert labels["opeva.generation"] == m.generation and len(labels["opeva.run"]) == 12
 
 
-def test_mounts_give_the_data_folder_read_only_and_the_job_folders_writable():
+def test_mounts_give_the_data_folder_read_only_and_the_job_folder_writable():
     assert request().mounts == (
         Mount("/srv/opeva", "/data", True),
+        Mount("/srv/opeva/jobs/train", "/data/jobs/train", False),
         Mount("/srv/opeva/jobs/train/progress", "/data/jobs/train/progress", False),
         Mount("/srv/opeva/jobs/train/results", "/data/jobs/train/results", False),
         Mount("/srv/opeva/jobs/train/logs", "/data/jobs/train/logs", False),
         Mount("/srv/opeva/jobs/train/outputs", "/data/jobs/train/outputs", False),
+        Mount("/srv/opeva/jobs/train/events.jsonl", "/data/jobs/train/events.jsonl", True),
     )
+
+
+def test_a_writable_shared_folder_keeps_the_controllers_state_and_other_jobs_read_only():
+    where = Placement("a1b2c3", Path("/srv/opeva"), guarded=(".opeva", "jobs", "archive", "specs", "job_track.json"))
+    mounts = request(where=where, sharedData="ReadWrite").mounts
+    assert mounts[0] == Mount("/srv/opeva", "/data", False)
+    for guarded in (".opeva", "jobs", "archive", "specs", "job_track.json"):
+        assert Mount(f"/srv/opeva/{guarded}", f"/data/{guarded}", True) in mounts
+    assert Mount("/srv/opeva/jobs/train", "/data/jobs/train", False) in mounts
+    assert Mount("/srv/opeva/jobs/train/events.jsonl", "/data/jobs/train/events.jsonl", True) in mounts
+
+
+def test_job_name_and_pull_policy():
+    req = request(image="calof/opeva_simulator:latest")
+    assert req.env["OPEVA_JOB_NAME"] == "train" and req.pull_policy == "Always"
+    assert request(image="calof/opeva_simulator:v2").pull_policy == "IfNotPresent"
+    assert request(image="busybox").pull_policy == "Always"
+    assert request(image="busybox", imagePullPolicy="Never").pull_policy == "Never"
 
 
 @pytest.mark.parametrize(
