@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controller.spec import JobManifest
 from controller.store import DataStore, StoreError
 
+from .access import Access
 from .configs import ConfigFolder
 from .context import ApiContext
 from .errors import NAME_RULE, ApiError, DomainError, domain_status, short_repr
@@ -30,6 +32,7 @@ from .index import JobIndex
 from .metrics import build_registry
 from .models import ErrorBody
 from .routes import health, jobs, logs, metrics, seed
+from .server import is_loopback
 from .simulations import DEFAULT_SIMULATOR_IMAGE, Simulations
 from .specfiles import SpecFiles
 from .ui import install_dashboard
@@ -77,6 +80,7 @@ def create_app(
         index=JobIndex(store),
         specs=SpecFiles(store),
         token=token or None,
+        access=Access.from_env(token),
         max_body=max_body,
         configs=configs,
         simulations=Simulations(store, configs, repository, host_data, _words(os.environ.get("OPEVA_SIMULATOR_TAGS"))),
@@ -99,7 +103,22 @@ def create_app(
         app.include_router(module.router)
     install_dashboard(app, ctx.token)
     _install_error_handlers(app)
-    app.add_middleware(Guard, token=ctx.token, max_body=max_body)
+    app.add_middleware(Guard, access=ctx.access, max_body=max_body)
+    if ctx.access.cors_origins:  # outermost: preflights are answered before the guard, as the old service did
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(ctx.access.cors_origins),
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Next-Offset", "X-Start-Offset", "X-Total-Count", "X-Continue"],
+        )
+    if ctx.access.open_networks:
+        log.warning(
+            "api_open_without_token",
+            message="clients in these networks call the API without a token",
+            **ctx.access.describe(),
+        )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     log.info("api_created", data=str(store.root), specs=str(store.specs_dir), auth=ctx.token is not None)
     return app
@@ -117,9 +136,10 @@ class Guard:
     as soon as it does, so a large upload never sits in memory.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body: int):
+    def __init__(self, app: ASGIApp, access: Access, max_body: int):
         self.app = app
-        self.token = token.encode() if token else None
+        self.access = access
+        self.token = access.token.encode() if access.token else None
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,7 +157,9 @@ class Guard:
         try:
             denied = self._denied(scope)
             if denied:
-                await _send_error(send_logged, 401, denied, {"WWW-Authenticate": 'Bearer realm="opeva"'})
+                code, reason = denied
+                headers = {"WWW-Authenticate": 'Bearer realm="opeva"'} if code == 401 else None
+                await _send_error(send_logged, code, reason, headers)
                 return
             body_receive = await self._capped_body(scope, receive, send_logged)
             if body_receive is None:
@@ -153,19 +175,36 @@ class Guard:
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
 
-    def _denied(self, scope: Scope) -> str | None:
+    def _denied(self, scope: Scope) -> tuple[int, str] | None:
+        """(status, reason) when the request may not go on: a foreign web origin, a client outside the open networks,
+        a Host a web page chose, or a missing or wrong token (see api/access.py)."""
         path = scope.get("path") or ""
-        if self.token is None or path in PUBLIC_PATHS or path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+        host = _text(_header(scope, b"host"))
+        origin = _text(_header(scope, b"origin"))
+        if origin is not None and not self.access.origin_allowed(origin, host):
+            return 403, f"web origin {origin!r} is not allowed to call this API (see OPEVA_CORS_ORIGINS)"
+        if path in PUBLIC_PATHS or path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
             return None
         header = _header(scope, b"authorization")
+        if header is not None and self.token is not None:
+            scheme, _, given = header.partition(b" ")
+            if scheme.lower() != b"bearer" or not given.strip():
+                return 401, "the Authorization header must be 'Bearer TOKEN'"
+            if not hmac.compare_digest(given.strip(), self.token):
+                return 401, "invalid token"
+            return None
+        client = (scope.get("client") or (None,))[0]
+        if self.access.in_open_network(client):
+            if not self.access.host_allowed(host):
+                return 403, f"Host {host!r} is not one of this API's names (see OPEVA_ALLOWED_HOSTS)"
+            return None
+        if self.token is None:
+            if client is None or is_loopback(client) or not self.access.open_networks:
+                return None  # the API listens on loopback only, unless open networks are named
+            return 403, f"{client} is not in the networks allowed without a token (OPEVA_OPEN_NETWORKS)"
         if header is None:
-            return "authentication required: send 'Authorization: Bearer TOKEN'"
-        scheme, _, given = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not given.strip():
-            return "the Authorization header must be 'Bearer TOKEN'"
-        if not hmac.compare_digest(given.strip(), self.token):
-            return "invalid token"
-        return None
+            return 401, "authentication required: send 'Authorization: Bearer TOKEN'"
+        return 401, "invalid token"
 
     async def _capped_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         length = _header(scope, b"content-length")
@@ -206,6 +245,10 @@ class Guard:
             return await receive()
 
         return replay
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

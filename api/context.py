@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from controller.store import DataStore
 
+from .access import Access
 from .configs import ConfigFolder
 from .errors import not_found
 from .index import JobIndex
@@ -22,6 +23,7 @@ class ApiContext:
     index: JobIndex
     specs: SpecFiles
     token: str | None
+    access: Access
     max_body: int
     configs: ConfigFolder
     simulations: Simulations

@@ -181,6 +181,11 @@ class Health(BaseModel):
     )
     phases: dict[str, int] = Field(description="How many jobs are in each phase.")
     jobs: int
+    access: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How the API is protected: mode (loopback-only, token, open-networks, token-or-open-networks), "
+        "whether a token is set, the networks that need none, the web origins allowed.",
+    )
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [

@@ -27,23 +27,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse a non-loopback address without a token (ValueError with the reason and the way out)."""
-    if token or is_loopback(host):
+def check_bind(host: str, token: str | None, open_networks: bool = False) -> None:
+    """Refuse a non-loopback address without a token, unless networks are opened on purpose (OPEVA_OPEN_NETWORKS,
+    see api/access.py); ValueError with the reason and the way out."""
+    if token or open_networks or is_loopback(host):
         return
     raise ValueError(
         f"refusing to listen on {host!r} without an API token: anyone who can reach that address could run "
-        "containers on this machine. Set OPEVA_API_TOKEN (or pass --token-file), or listen on 127.0.0.1."
+        "containers on this machine. Set OPEVA_API_TOKEN (or pass --token-file), or listen on 127.0.0.1, or name "
+        "the networks that may call it without a token in OPEVA_OPEN_NETWORKS."
     )
 
 
-def _app_token(app: Any) -> str | None:
+def _app_access(app: Any) -> tuple[str | None, bool]:
     ctx = getattr(getattr(app, "state", None), "ctx", None)
-    return getattr(ctx, "token", None)
+    access = getattr(ctx, "access", None)
+    return getattr(ctx, "token", None), bool(getattr(access, "open_networks", ()))
 
 
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
-    check_bind(host, _app_token(app))
+    check_bind(host, *_app_access(app))
     return uvicorn.Config(
         app,
         host=host,

@@ -177,10 +177,11 @@ def run(
         raise click.ClickException(f"bad setting: {err}") from None
     token = token_file.read_text().strip() if token_file else os.environ.get("OPEVA_API_TOKEN") or None
     if not no_api:
+        from api.access import Access
         from api.server import check_bind
 
-        try:
-            check_bind(host, token)
+        try:  # a malformed OPEVA_OPEN_NETWORKS or OPEVA_CORS_ORIGINS is a bad setting too
+            check_bind(host, token, bool(Access.from_env(token).open_networks))
         except ValueError as err:
             raise click.ClickException(str(err)) from None
     try:  # in a container: the data folder's host path must be right, or jobs see an empty /data
@@ -254,11 +255,12 @@ def api_command(
     """
     configure_logging(log_level)
     token = token_file.read_text().strip() if token_file else os.environ.get("OPEVA_API_TOKEN") or None
+    from api.access import Access
     from api.app import create_app
     from api.server import check_bind, serve
 
     try:
-        check_bind(host, token)
+        check_bind(host, token, bool(Access.from_env(token).open_networks))
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     structlog.get_logger("opeva").info("api_listening", url=f"http://{host}:{port}", auth=bool(token))

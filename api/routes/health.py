@@ -44,4 +44,5 @@ def health(ctx: Ctx) -> dict[str, Any]:
         "docker": docker,
         "phases": phases,
         "jobs": len(snap.names),
+        "access": ctx.access.describe(),
     }

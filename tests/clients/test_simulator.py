@@ -27,10 +27,9 @@ def submit(client, body: dict) -> str:
     r = client.post("/run-simulation", json=body)
     assert r.status_code == 200, r.text
     job_id = r.json()["job_id"]
-    listed = [j["job_id"] for j in client.get("/jobs").json()]
     info = client.get(f"/job-info/{job_id}")
     assert info.status_code == 200, "job-info answers as soon as the submission returns"
-    return job_id, listed
+    return job_id
 
 
 def inline_config() -> dict:
@@ -70,7 +69,7 @@ def test_the_simulator_runs_to_finished_for_each_clients_payload(stack, client_n
         assert body["target_host"] == hostname()
     if body.get("config") == "INLINE":
         body["config"] = inline_config()
-    job_id, _ = submit(client, body)
+    job_id = submit(client, body)
     assert wait_status(client, job_id) == "finished", proc.output()[-3000:]
 
     progress = client.get(f"/progress/{job_id}").json()
@@ -103,7 +102,7 @@ def test_the_simulator_runs_to_finished_for_each_clients_payload(stack, client_n
 def test_a_crash_before_the_simulator_opens_its_log_is_visible(stack):
     proc, client = stack
     (proc.data / "configs" / "crash.yaml").write_text(CONFIG.replace("test: {", "test: {crash_before_log: true, "))
-    job_id, _ = submit(client, {"config_path": "crash.yaml"})
+    job_id = submit(client, {"config_path": "crash.yaml"})
     assert wait_status(client, job_id) == "failed"
     assert "fatal: crashing before the log file is open" in client.get(f"/logs/{job_id}").text
     chunk = client.get(f"/logs-chunk/{job_id}", params={"tail_lines": 300}).json()
@@ -114,7 +113,7 @@ def test_a_job_cannot_rewrite_the_controllers_records(stack):
     proc, client = stack
     config = CONFIG.replace("test: {", "test: {tamper_records: true, ")
     (proc.data / "configs" / "tamper.yaml").write_text(config)
-    job_id, _ = submit(client, {"config_path": "tamper.yaml"})
+    job_id = submit(client, {"config_path": "tamper.yaml"})
     assert wait_status(client, job_id) == "finished"
     log = client.get(f"/file-logs/{job_id}").text
     assert "tamper events.jsonl: refused" in log, "the history is read-only inside the container"
@@ -129,7 +128,7 @@ def test_a_job_cannot_rewrite_the_controllers_records(stack):
 def test_delete_stops_the_job_and_archives_its_files(stack):
     proc, client = stack
     (proc.data / "configs" / "slow.yaml").write_text(CONFIG.replace("sleep: 0.1", "sleep: 30"))
-    job_id, _ = submit(client, {"config_path": "slow.yaml"})
+    job_id = submit(client, {"config_path": "slow.yaml"})
     wait_for(lambda: client.get(f"/status/{job_id}").json()["status"] == "running", timeout=60, what="running")
     assert client.delete(f"/job/{job_id}").status_code == 200
     assert job_id not in [j["job_id"] for j in client.get("/jobs").json()]
