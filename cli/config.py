@@ -5,16 +5,19 @@
 
 The config file is $OPEVA_CONFIG_FILE, else $XDG_CONFIG_HOME/opeva/config.yaml (~/.config/opeva/config.yaml).
 ($OPEVA_CONFIG is taken: it is the environment variable a job's container gets for its configFile.)
+The variables are declared in `ClientSettings` (controller/settings.py); the config file is layered under them here.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
+
+from controller.settings import ClientSettings, SettingsError
 
 from .errors import CliError
 
@@ -34,12 +37,19 @@ class Connection:
     config_file: Path
 
 
-def config_file_path() -> Path:
-    explicit = os.environ.get("OPEVA_CONFIG_FILE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "opeva" / "config.yaml"
+def client_settings() -> ClientSettings:
+    try:
+        return ClientSettings.from_env()
+    except SettingsError as err:
+        raise click.ClickException(f"bad setting: {err}") from None
+
+
+def config_file_path(env: ClientSettings | None = None) -> Path:
+    env = env or client_settings()
+    if env.config_file:
+        return env.config_file.expanduser()
+    base = env.xdg_config_home or Path.home() / ".config"
+    return base / "opeva" / "config.yaml"
 
 
 def load_config(path: Path, required: bool = False) -> dict[str, Any]:
@@ -80,18 +90,19 @@ def normalize_server(url: str) -> str:
 
 def resolve(server: str | None, token: str | None) -> Connection:
     """The connection from flags (given here), the environment and the config file, in that order."""
-    path = config_file_path()
-    config = load_config(path, required=bool(os.environ.get("OPEVA_CONFIG_FILE")))
+    env = client_settings()
+    path = config_file_path(env)
+    config = load_config(path, required=env.config_file is not None)
     if server:
         url, source = server, "--server"
-    elif os.environ.get("OPEVA_SERVER"):
-        url, source = os.environ["OPEVA_SERVER"], "$OPEVA_SERVER"
+    elif env.server:
+        url, source = env.server, "$OPEVA_SERVER"
     elif config.get("server"):
         url, source = config["server"], f"config file {path}"
     else:
         url, source = DEFAULT_SERVER, "default"
     if not token:
-        token = os.environ.get("OPEVA_API_TOKEN") or config.get("token") or None
+        token = env.api_token or config.get("token") or None
     if not token and config.get("tokenFile"):
         token_path = Path(config["tokenFile"]).expanduser()
         if not token_path.is_absolute():

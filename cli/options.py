@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from controller.settings import ClientSettings
+
 from .config import resolve
 from .http import ApiClient
 
@@ -28,20 +30,16 @@ def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: s
 
 
 def connection_options(fn: Callable) -> Callable:
-    fn = click.option(
-        "--token",
-        metavar="TOKEN",
-        default=None,
-        help="API bearer token (else $OPEVA_API_TOKEN, else token: in the config file).",
-    )(fn)
-    fn = click.option(
-        "--server",
-        "-s",
-        metavar="URL",
-        default=None,
-        help="API address (else $OPEVA_SERVER, else server: in ~/.config/opeva/config.yaml or "
-        "$OPEVA_CONFIG_FILE, else http://127.0.0.1:8000).",
-    )(fn)
+    """--server/-s URL and --token TOKEN, with the help of their declarations in `ClientSettings`."""
+    for flags, field, metavar in ((("--token",), "api_token", "TOKEN"), (("--server", "-s"), "server", "URL")):
+        info = ClientSettings.model_fields[field]
+        fn = click.option(
+            *flags,
+            field.removeprefix("api_"),
+            metavar=metavar,
+            default=None,
+            help=f"{info.description} [env {info.validation_alias}; else {flags[0].lstrip('-')}: in the config file]",
+        )(fn)
     return fn
 
 

@@ -220,7 +220,7 @@ def check_host_paths(settings, log=None) -> Verdict | None:
 
     Returns the verdict (None when not in a container or the check is off).
     """
-    if os.environ.get("OPEVA_SKIP_HOSTPATH_CHECK", "").strip().lower() in ("1", "true", "yes", "on"):
+    if settings.skip_hostpath_check:
         return None
     if not in_container():
         return None

@@ -4,7 +4,7 @@ Joined to the controller only through its attempt hooks (controller/hooks.py); w
 and the controller runs with `NoHooks`.
 
 Modules, each one idea:
-  config.py   settings from `--mlflow-uri` / `MLFLOW_TRACKING_URI` and OPEVA_MLFLOW_* variables
+  config.py   the tracking URI (`Settings.mlflow_uri`) and `MlflowSettings` (controller/settings.py) in one value
   rest.py     MLflow's REST API over HTTP, a timeout on every call, no hidden retries
   values.py   pure translations: outcome -> run status, progress/result numbers -> metrics, spec -> params
   outbox.py   what is still owed to MLflow, persisted in DATA/.opeva/mlflow-outbox/
@@ -25,7 +25,6 @@ Order and idempotency of the outbox (see also README, "MLflow"):
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..hooks import AttemptHooks, NoHooks
@@ -34,8 +33,8 @@ from .config import TrackingConfig, TrackingConfigError
 
 
 def build_hooks(store: DataStore, runtime: Any = None, tracking_uri: str | None = None) -> AttemptHooks:
-    """MlflowHooks when a tracking URI is configured (argument, else $MLFLOW_TRACKING_URI); NoHooks otherwise."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    """MlflowHooks when a tracking URI is configured (`Settings.mlflow_uri`); NoHooks otherwise."""
+    uri = tracking_uri
     if not uri:
         return NoHooks()
     from .hooks import MlflowHooks
