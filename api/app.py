@@ -7,7 +7,6 @@ controller may run in the same process (`opeva run`) or elsewhere, sharing only 
 from __future__ import annotations
 
 import hmac
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -64,17 +63,18 @@ def create_app(
     max_body: int = 1024 * 1024,
     simulator_image: str | None = None,
     host_data_dir: Path | None = None,
+    simulator_tags: tuple[str, ...] = (),
 ) -> FastAPI:
     """The API over `data_dir` (specs in `specs_dir`, default DATA/specs); `token` turns on Bearer authentication.
 
-    `simulator_image` is the repository `/run-simulation` adds `image_tag` to ($OPEVA_SIMULATOR_IMAGE, default
-    calof/opeva_simulator); `host_data_dir` the data folder's path on the Docker host ($OPEVA_HOST_DATA), so dataset
-    paths given as host paths are rewritten for the container.
+    `simulator_image` is the repository `/run-simulation` adds `image_tag` to (default calof/opeva_simulator);
+    `host_data_dir` the data folder's path on the Docker host, so dataset paths given as host paths are rewritten for
+    the container; `simulator_tags` the image tags offered besides `latest`. The command line passes them from
+    `Settings` ($OPEVA_SIMULATOR_IMAGE, $OPEVA_HOST_DATA, $OPEVA_SIMULATOR_TAGS).
     """
     store = DataStore.open(data_dir, specs_dir)
     configs = ConfigFolder(store.root)
-    repository = simulator_image or os.environ.get("OPEVA_SIMULATOR_IMAGE") or DEFAULT_SIMULATOR_IMAGE
-    host_data = host_data_dir or (Path(os.environ["OPEVA_HOST_DATA"]) if os.environ.get("OPEVA_HOST_DATA") else None)
+    repository = simulator_image or DEFAULT_SIMULATOR_IMAGE
     ctx = ApiContext(
         store=store,
         index=JobIndex(store),
@@ -83,7 +83,7 @@ def create_app(
         access=Access.from_env(token),
         max_body=max_body,
         configs=configs,
-        simulations=Simulations(store, configs, repository, host_data, _words(os.environ.get("OPEVA_SIMULATOR_TAGS"))),
+        simulations=Simulations(store, configs, repository, host_data_dir, simulator_tags),
     )
     app = FastAPI(
         title="OPEVA job controller API",
@@ -122,10 +122,6 @@ def create_app(
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     log.info("api_created", data=str(store.root), specs=str(store.specs_dir), auth=ctx.token is not None)
     return app
-
-
-def _words(value: str | None) -> tuple[str, ...]:
-    return tuple(w.strip() for w in (value or "").split(",") if w.strip())
 
 
 # ---- authentication, body cap, access log ----------------------------------------------------------------------

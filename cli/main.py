@@ -44,6 +44,15 @@ def _server_token(settings: Settings) -> str | None:
         raise click.ClickException(str(err)) from None
 
 
+def _api_settings(settings: Settings) -> dict[str, Any]:
+    """What the API takes from the settings besides the folders and the token."""
+    return {
+        "simulator_image": settings.simulator_image,
+        "host_data_dir": settings.host_data_dir,
+        "simulator_tags": settings.simulator_tags,
+    }
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """OPEVA job controller: spec files in a folder become Docker containers, observed and recorded."""
@@ -108,7 +117,7 @@ def run(no_api: bool, **flags: Any) -> None:
         from api.app import create_app
         from api.server import start_in_thread
 
-        app = create_app(controller.store.root, controller.store.specs_dir, token)
+        app = create_app(controller.store.root, controller.store.specs_dir, token, **_api_settings(settings))
         try:
             server, _ = start_in_thread(app, host, port)
         except OSError as err:
@@ -154,7 +163,7 @@ def api_command(**flags: Any) -> None:
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     structlog.get_logger("opeva").info("api_listening", url=f"http://{host}:{port}", auth=bool(token))
-    serve(create_app(settings.data_dir, settings.specs_dir, token), host, port)
+    serve(create_app(settings.data_dir, settings.specs_dir, token, **_api_settings(settings)), host, port)
 
 
 from .commands import register as _register_client_commands  # noqa: E402  (apply, get, logs, plan, ...)

@@ -114,6 +114,11 @@ def _text_parser(parse: Callable[[str], Any]) -> Any:
     return classmethod(validate)
 
 
+def parse_words(value: str) -> tuple[str, ...]:
+    """`a, b,c` -> ("a", "b", "c")."""
+    return tuple(w.strip() for w in value.split(",") if w.strip())
+
+
 def parse_retention(value: str) -> float | None:
     """Days, or None for `0`/`forever`/`never` (archives are never pruned)."""
     if value.strip().lower() in ("0", "forever", "never"):
@@ -155,6 +160,14 @@ class Settings(ApiTokenSetting):
         None, "OPEVA_TOKEN_FILE", "File holding the API bearer token (else $OPEVA_API_TOKEN).", "--token-file"
     )
     log_level: str = setting("info", "OPEVA_LOG_LEVEL", "Log level: debug, info, warning or error.", "--log-level")
+    simulator_image: str | None = setting(
+        None,
+        "OPEVA_SIMULATOR_IMAGE",
+        "Image repository /run-simulation adds image_tag to (default calof/opeva_simulator).",
+    )
+    simulator_tags: Annotated[tuple[str, ...], NoDecode] = setting(
+        (), "OPEVA_SIMULATOR_TAGS", "Simulator image tags /job-images/versions offers besides latest (comma-separated)."
+    )
     # the controller
     workers: int = setting(4, "OPEVA_WORKERS", "Parallel reconcile workers.", "--workers", ge=1)
     resync_seconds: float = setting(10.0, "OPEVA_RESYNC_SECONDS", "Seconds between full resyncs.", "--resync", gt=0)
@@ -224,6 +237,7 @@ class Settings(ApiTokenSetting):
     _memory = field_validator("memory", "reserve_memory", mode="before")(_text_parser(parse_memory))
     _gpus = field_validator("gpus", mode="before")(_text_parser(parse_gpu_list))
     _queues = field_validator("queues", mode="before")(_text_parser(parse_queues))
+    _tags = field_validator("simulator_tags", mode="before")(_text_parser(parse_words))
     _retention = field_validator("archive_retention_days", mode="before")(_text_parser(parse_retention))
 
     def server_token(self) -> str | None:
