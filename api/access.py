@@ -108,8 +108,10 @@ class Access:
         if not host:
             return False
         name = host.strip().lower()
-        name = name.rsplit(":", 1)[0] if not name.endswith("]") and name.count(":") == 1 else name
-        name = name.strip("[]")
+        if name.startswith("["):  # [IPv6]:port
+            name = name[1:].split("]", 1)[0]
+        elif name.count(":") == 1:  # name:port
+            name = name.rsplit(":", 1)[0]
         if name == "localhost" or name in self.allowed_hosts:
             return True
         try:
