@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,13 +60,27 @@ class Access:
     @classmethod
     def from_env(cls, token: str | None, env: Mapping[str, str] | None = None) -> Access:
         env = os.environ if env is None else env
-        networks = tuple(_network(n) for n in _words(env.get("OPEVA_OPEN_NETWORKS")))
-        hosts = tuple(h.lower() for h in _words(env.get("OPEVA_ALLOWED_HOSTS"))) or _this_host()
+        return cls.build(
+            token,
+            _words(env.get("OPEVA_CORS_ORIGINS")),
+            _words(env.get("OPEVA_OPEN_NETWORKS")),
+            _words(env.get("OPEVA_ALLOWED_HOSTS")),
+        )
+
+    @classmethod
+    def build(
+        cls,
+        token: str | None,
+        cors_origins: Iterable[str] = (),
+        open_networks: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
+    ) -> Access:
+        """From the settings' text; ValueError names the setting of a malformed entry."""
         return cls(
             token=token or None,
-            cors_origins=tuple(_origin(o) for o in _words(env.get("OPEVA_CORS_ORIGINS"))),
-            open_networks=networks,
-            allowed_hosts=hosts,
+            cors_origins=tuple(_origin(o) for o in cors_origins),
+            open_networks=tuple(_network(n) for n in open_networks),
+            allowed_hosts=tuple(h.lower() for h in allowed_hosts) or _this_host(),
         )
 
     @property

@@ -64,13 +64,15 @@ def create_app(
     simulator_image: str | None = None,
     host_data_dir: Path | None = None,
     simulator_tags: tuple[str, ...] = (),
+    access: Access | None = None,
 ) -> FastAPI:
     """The API over `data_dir` (specs in `specs_dir`, default DATA/specs); `token` turns on Bearer authentication.
 
     `simulator_image` is the repository `/run-simulation` adds `image_tag` to (default calof/opeva_simulator);
     `host_data_dir` the data folder's path on the Docker host, so dataset paths given as host paths are rewritten for
     the container; `simulator_tags` the image tags offered besides `latest`. The command line passes them from
-    `Settings` ($OPEVA_SIMULATOR_IMAGE, $OPEVA_HOST_DATA, $OPEVA_SIMULATOR_TAGS).
+    `Settings` ($OPEVA_SIMULATOR_IMAGE, $OPEVA_HOST_DATA, $OPEVA_SIMULATOR_TAGS). `access` says who may call without
+    the token and from which web origins (api/access.py; default: loopback and the token only).
     """
     store = DataStore.open(data_dir, specs_dir)
     configs = ConfigFolder(store.root)
@@ -80,7 +82,7 @@ def create_app(
         index=JobIndex(store),
         specs=SpecFiles(store),
         token=token or None,
-        access=Access.from_env(token),
+        access=access or Access.build(token),
         max_body=max_body,
         configs=configs,
         simulations=Simulations(store, configs, repository, host_data_dir, simulator_tags),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
@@ -16,6 +16,9 @@ from controller.settings import Settings, SettingsError
 from controller.store import LockHeld
 
 from .settingflags import load_settings, setting_options
+
+if TYPE_CHECKING:
+    from api.access import Access
 
 SERVER_SETTINGS = ("data_dir", "specs_dir", "host", "port", "token_file", "log_level")
 CONTROLLER_SETTINGS = (
@@ -53,6 +56,16 @@ def _api_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _access(settings: Settings, token: str | None) -> Access:
+    """Who may call the API without the token (a malformed entry is a bad setting)."""
+    from api.access import Access
+
+    try:
+        return Access.build(token, settings.cors_origins, settings.open_networks, settings.allowed_hosts)
+    except ValueError as err:
+        raise click.ClickException(f"bad setting: {err}") from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """OPEVA job controller: spec files in a folder become Docker containers, observed and recorded."""
@@ -77,11 +90,10 @@ def run(no_api: bool, **flags: Any) -> None:
     token = _server_token(settings)
     host, port = settings.host, settings.port
     if not no_api:
-        from api.access import Access
         from api.server import check_bind
 
-        try:  # a malformed OPEVA_OPEN_NETWORKS or OPEVA_CORS_ORIGINS is a bad setting too
-            check_bind(host, token, bool(Access.from_env(token).open_networks))
+        try:
+            check_bind(host, token, bool(_access(settings, token).open_networks))
         except ValueError as err:
             raise click.ClickException(str(err)) from None
     try:  # in a container: the data folder's host path must be right, or jobs see an empty /data
@@ -117,7 +129,13 @@ def run(no_api: bool, **flags: Any) -> None:
         from api.app import create_app
         from api.server import start_in_thread
 
-        app = create_app(controller.store.root, controller.store.specs_dir, token, **_api_settings(settings))
+        app = create_app(
+            controller.store.root,
+            controller.store.specs_dir,
+            token,
+            access=_access(settings, token),
+            **_api_settings(settings),
+        )
         try:
             server, _ = start_in_thread(app, host, port)
         except OSError as err:
@@ -154,16 +172,18 @@ def api_command(**flags: Any) -> None:
     configure_logging(settings.log_level)
     token = _server_token(settings)
     host, port = settings.host, settings.port
-    from api.access import Access
     from api.app import create_app
     from api.server import check_bind, serve
 
     try:
-        check_bind(host, token, bool(Access.from_env(token).open_networks))
+        check_bind(host, token, bool(_access(settings, token).open_networks))
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     structlog.get_logger("opeva").info("api_listening", url=f"http://{host}:{port}", auth=bool(token))
-    serve(create_app(settings.data_dir, settings.specs_dir, token, **_api_settings(settings)), host, port)
+    app = create_app(
+        settings.data_dir, settings.specs_dir, token, access=_access(settings, token), **_api_settings(settings)
+    )
+    serve(app, host, port)
 
 
 from .commands import register as _register_client_commands  # noqa: E402  (apply, get, logs, plan, ...)

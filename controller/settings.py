@@ -168,6 +168,15 @@ class Settings(ApiTokenSetting):
     simulator_tags: Annotated[tuple[str, ...], NoDecode] = setting(
         (), "OPEVA_SIMULATOR_TAGS", "Simulator image tags /job-images/versions offers besides latest (comma-separated)."
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = setting(
+        (), "OPEVA_CORS_ORIGINS", "Web origins allowed to call the API from a browser (comma-separated)."
+    )
+    open_networks: Annotated[tuple[str, ...], NoDecode] = setting(
+        (), "OPEVA_OPEN_NETWORKS", "Networks (CIDRs, comma-separated) whose clients need no token; opt-in."
+    )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = setting(
+        (), "OPEVA_ALLOWED_HOSTS", "Host names the API answers to without a token (default: this machine's)."
+    )
     # the controller
     workers: int = setting(4, "OPEVA_WORKERS", "Parallel reconcile workers.", "--workers", ge=1)
     resync_seconds: float = setting(10.0, "OPEVA_RESYNC_SECONDS", "Seconds between full resyncs.", "--resync", gt=0)
@@ -237,7 +246,9 @@ class Settings(ApiTokenSetting):
     _memory = field_validator("memory", "reserve_memory", mode="before")(_text_parser(parse_memory))
     _gpus = field_validator("gpus", mode="before")(_text_parser(parse_gpu_list))
     _queues = field_validator("queues", mode="before")(_text_parser(parse_queues))
-    _tags = field_validator("simulator_tags", mode="before")(_text_parser(parse_words))
+    _tags = field_validator("simulator_tags", "cors_origins", "open_networks", "allowed_hosts", mode="before")(
+        _text_parser(parse_words)
+    )
     _retention = field_validator("archive_retention_days", mode="before")(_text_parser(parse_retention))
 
     def server_token(self) -> str | None:
