@@ -164,6 +164,8 @@ class JobIndex:
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] | None = None
         self._snap = Snapshot()
+        self._refresh_lock = threading.Lock()
+        self._refreshing = False
 
     def snapshot(self) -> Snapshot:
         key = self._source_key()
@@ -175,6 +177,25 @@ class JobIndex:
                 self._snap = self._load(key)
                 self._key = key
             return self._snap
+
+    def snapshot_nowait(self) -> Snapshot:
+        """Like `snapshot`, but when the file changed since the last parse, the previous version is returned while a
+        background thread parses the new one: a metrics scrape or a dashboard poll never waits for a re-parse of
+        10,000 jobs (the next one sees the new version). Only the very first parse is waited for."""
+        if self._key is None or self._source_key() == self._key:
+            return self.snapshot()
+        with self._refresh_lock:
+            if not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="index-refresh", daemon=True).start()
+        return self._snap
+
+    def _refresh(self) -> None:
+        try:
+            self.snapshot()
+        finally:
+            with self._refresh_lock:
+                self._refreshing = False
 
     def _source_key(self) -> tuple[Any, ...]:
         try:
@@ -215,9 +236,11 @@ class JobIndex:
         labels: list[tuple[str, str | None]] | None = None,
         limit: int | None = None,
         after: str | None = None,
+        snap: Snapshot | None = None,
     ) -> Page:
-        """Jobs matching every filter, sorted by name, the page after `after` (a name, the `continue` token)."""
-        snap = self.snapshot()
+        """Jobs matching every filter, sorted by name, the page after `after` (a name, the `continue` token), in
+        `snap` (default: the current version)."""
+        snap = snap or self.snapshot()
         start = bisect.bisect_right(snap.names, after) if after else 0
         if not phases and not labels:
             total = len(snap.entries)

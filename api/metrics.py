@@ -68,7 +68,7 @@ class OpevaCollector(Collector):
         self._cached: tuple[Snapshot, _Aggregates] | None = None
 
     def _aggregates(self) -> _Aggregates:
-        snap = self.index.snapshot()
+        snap = self.index.snapshot_nowait()
         with self._lock:
             if self._cached is None or self._cached[0] is not snap:
                 self._cached = (snap, _Aggregates(snap))

@@ -8,12 +8,13 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
-from .routes import STATIC_DIR, Denied, router
+from .routes import STATIC_DIR, Denied, ListCache, router
 from .session import Sessions
 
 
 def install_dashboard(app: FastAPI, token: str | None) -> None:
     app.state.ui_sessions = Sessions(token)
+    app.state.ui_list_cache = ListCache()
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(router)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -20,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from controller.sampler import read_history
 from controller.status import TERMINAL_PHASES, epoch
-from controller.store import read_json
+from controller.store import read_job_json, read_json
 
 from ..context import ApiContext
 from ..errors import ApiError
@@ -187,17 +188,40 @@ def _query_string(query: dict[str, Any], **changes: Any) -> str:
     return urlencode(params)
 
 
-_times_cache: tuple[Snapshot, dict[str, views.Times]] | None = None
-_times_lock = threading.Lock()
+class ListCache:
+    """The list page's work over one version of the index, kept until the index changes: every row's times as
+    numbers, and the last few filtered and sorted lists (the live poll asks the same question every 2 s)."""
 
+    KEEP = 16
 
-def _row_times(snap: Snapshot) -> dict[str, views.Times]:
-    """Every row's times as numbers, computed once per version of the index."""
-    global _times_cache
-    with _times_lock:
-        if _times_cache is None or _times_cache[0] is not snap:
-            _times_cache = (snap, {row["name"]: views.Times.of(row) for row in snap.entries})
-        return _times_cache[1]
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snap: Snapshot | None = None
+        self._times: dict[str, views.Times] = {}
+        self._lists: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
+
+    def arranged(
+        self, ctx: ApiContext, query: dict[str, Any], selector: list[tuple[str, str | None]], now: float
+    ) -> tuple[Snapshot, dict[str, views.Times], list[dict[str, Any]]]:
+        snap = ctx.index.snapshot_nowait()
+        with self._lock:
+            if self._snap is not snap:
+                self._snap, self._lists = snap, OrderedDict()
+                self._times = {row["name"]: views.Times.of(row) for row in snap.entries}
+            key = (tuple(sorted(query["phases"])), tuple(selector), query["text"], query["sort"], query["desc"])
+            cached = self._lists.get(key) if query["sort"] != "duration" else None  # durations grow while jobs run
+            if cached is not None:
+                self._lists.move_to_end(key)
+                return snap, self._times, cached
+            times = self._times
+        rows = ctx.index.query(set(query["phases"]) or None, selector, snap=snap).items
+        arranged = views.arrange(rows, query["text"], query["sort"], query["desc"], now, times)
+        with self._lock:
+            if self._snap is snap:
+                self._lists[key] = arranged
+                while len(self._lists) > self.KEEP:
+                    self._lists.popitem(last=False)
+        return snap, times, arranged
 
 
 def _list_values(request: Request) -> dict[str, Any]:
@@ -209,10 +233,8 @@ def _list_values(request: Request) -> dict[str, Any]:
     except ValueError as err:
         selector, error = [], str(err)
     now = time.time()
-    snap = ctx.index.snapshot()
-    times = _row_times(snap)
-    matching = ctx.index.query(set(query["phases"]) or None, selector).items
-    page = views.select(matching, query["text"], query["sort"], query["desc"], query["page"], now, times)
+    snap, times, arranged = request.app.state.ui_list_cache.arranged(ctx, query, selector, now)
+    page = views.cut(arranged, query["page"])
     beat = read_heartbeat(ctx.store)
     host = beat.data.get("host") if isinstance(beat.data.get("host"), str) else None
     usage = beat.section("usage", dict)
@@ -220,8 +242,7 @@ def _list_values(request: Request) -> dict[str, Any]:
     for row in page.rows:
         progress = None
         if row["phase"] in ("Running", "Succeeded", "Failed", "Stopped"):
-            doc, _ = _job_json(ctx, row["name"], "progress/progress.json", 64 * 1024)
-            progress = views.progress_view(doc)
+            progress = views.progress_view(read_job_json(ctx.store.progress_path(row["name"])))
         icon, css = views.PHASE_LOOK.get(row["phase"] or "", ("?", "unknown"))
         rows.append(
             {

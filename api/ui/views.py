@@ -140,20 +140,19 @@ class ListPage:
     pages: int
 
 
-def select(
-    rows: Sequence[dict[str, Any]],
-    text: str,
-    sort: str,
-    descending: bool,
-    page: int,
-    now: float,
-    times: dict[str, Times],
-) -> ListPage:
-    """Filter by text, sort, and cut one page (rows already filtered by phase and labels)."""
+def arrange(
+    rows: Sequence[dict[str, Any]], text: str, sort: str, descending: bool, now: float, times: dict[str, Times]
+) -> list[dict[str, Any]]:
+    """Filter by text and sort (rows already filtered by phase and labels)."""
     needle = text.strip().lower()
     matching = [r for r in rows if text_match(r, needle)] if needle else list(rows)
     if sort != "name" or descending:
         matching.sort(key=sort_key(sort, now, times), reverse=descending)
+    return matching
+
+
+def cut(matching: list[dict[str, Any]], page: int) -> ListPage:
+    """One page of an arranged list; the page number is clamped to the pages there are."""
     pages = max(1, math.ceil(len(matching) / PAGE_SIZE))
     page = min(max(1, page), pages)
     start = (page - 1) * PAGE_SIZE
