@@ -1,9 +1,9 @@
 """What running jobs report and use, sampled while they run: the progress history and the resource history.
 
 A job rewrites `progress/progress.json` as it goes, so only its latest value survives; the controller keeps the
-history, one line per change it sees, in `DATA/jobs/NAME/history/progress.jsonl` (a folder the job cannot write).
+history, one line per change it sees, in `DATA/.opeva/history/NAME/progress.jsonl` (out of the job's reach).
 Every few seconds it also asks the engine for each running container's CPU and memory, and `nvidia-smi` (when the
-machine has one) for the GPUs the job holds, and keeps a short history in `history/resources.jsonl`; the latest
+machine has one) for the GPUs the job holds, and keeps a short history in `resources.jsonl` beside it; the latest
 sample of each running job goes into the heartbeat for the API's /metrics.
 
 Both files are bounded: past MAX_PROGRESS_POINTS the progress history is thinned to every other point (the whole
@@ -43,8 +43,10 @@ MAX_SERIES = 50  # numeric fields kept per progress point
 
 
 def history_path(store: DataStore, name: str, kind: str) -> Path:
-    """DATA/jobs/NAME/history/KIND.jsonl (kind: progress or resources)."""
-    return store.job_dir(name) / "history" / f"{kind}.jsonl"
+    """DATA/.opeva/history/NAME/KIND.jsonl (kind: progress or resources): in the controller's state, since a job
+    can write its whole folder; removed with the job's record."""
+    store.job_dir(name)  # validates the name
+    return store.state_dir / "history" / name / f"{kind}.jsonl"
 
 
 def progress_values(doc: Any) -> dict[str, float]:

@@ -341,6 +341,7 @@ class DataStore:
                 for record in ("job_info.json", "events.jsonl", "status.json"):
                     (d / record).unlink(missing_ok=True)
             (self.state_dir / "cursors" / f"{name}.json").unlink(missing_ok=True)
+            shutil.rmtree(self.state_dir / "history" / name, ignore_errors=True)  # controller/sampler.py
             self.job_info_record_path(name).unlink(missing_ok=True)
             self.status_path(name).unlink(missing_ok=True)  # last: a crash part-way is collected again
         except OSError as err:

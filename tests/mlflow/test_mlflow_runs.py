@@ -180,5 +180,5 @@ def test_resource_samples_become_the_runs_system_metrics(data, mlflow, start_con
     assert len(memory) >= 2 and all(m["value"] > 0 for m in memory), memory
     assert cpu and all(0 <= m["value"] <= 100 for m in cpu), cpu
     assert [m["step"] for m in sorted(memory, key=lambda m: m["step"])] == list(range(len(memory)))
-    samples = (data / "jobs" / name / "history" / "resources.jsonl").read_text().splitlines()
+    samples = (data / ".opeva" / "history" / name / "resources.jsonl").read_text().splitlines()
     assert len(memory) >= len(samples) - 1, "every sample taken while the run was open reached it"
