@@ -77,10 +77,11 @@ def create_app(
     store = DataStore.open(data_dir, specs_dir)
     configs = ConfigFolder(store.root)
     repository = simulator_image or DEFAULT_SIMULATOR_IMAGE
+    index = JobIndex(store)
     ctx = ApiContext(
         store=store,
-        index=JobIndex(store),
-        specs=SpecFiles(store),
+        index=index,
+        specs=SpecFiles(store, listener=index),  # a job written here is listed at once (read-your-writes)
         token=token or None,
         access=access or Access.build(token),
         max_body=max_body,

@@ -3,6 +3,9 @@
 The file is re-read only when its mtime, size or inode change, so a page of `GET /jobs` costs a filter over a list in
 memory, not one file per job. When the file does not exist yet (no controller ever ran on this folder) the index is
 built from the per-job status files instead, and cached for a couple of seconds.
+
+Read-your-writes: the controller rewrites the file every few seconds, so a job whose spec this API has just written
+is listed from that write (phase Pending) until the file has it.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.spec import is_valid_name
-from controller.status import SEED_STATUS
+from controller.spec import JobManifest, is_valid_name
+from controller.status import SEED_STATUS, STOP_REQUESTED, seed_word
 from controller.store import DataStore, read_json
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Stopped")
-_SEED_TO_PHASE = {word: phase for phase, word in SEED_STATUS.items()}
+_SEED_TO_PHASE = {word: phase for phase, word in SEED_STATUS.items()} | {STOP_REQUESTED: "Running"}
 SCAN_TTL = 2.0
+SUBMITTED_TTL = 60.0  # seconds a written job is listed before the controller has indexed it (no controller running)
 
 
 def normalize_phase(value: str) -> str | None:
@@ -110,7 +114,7 @@ def _entry_from_status(name: str, status: dict[str, Any]) -> dict[str, Any]:
     return _entry(
         name,
         {
-            "status": SEED_STATUS.get(phase, "unknown") if isinstance(phase, str) else "unknown",
+            "status": seed_word(phase, status.get("stopping") is not None) if isinstance(phase, str) else "unknown",
             "phase": phase,
             "reason": status.get("reason"),
             "attempts": status.get("attempts"),
@@ -147,6 +151,11 @@ class Snapshot:
     by_phase: dict[str | None, list[int]] = field(default_factory=dict)  # phase -> positions in entries
 
 
+def _find(snap: Snapshot, name: str) -> dict[str, Any] | None:
+    i = bisect.bisect_left(snap.names, name)
+    return snap.entries[i] if i < len(snap.names) and snap.names[i] == name else None
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
@@ -166,8 +175,43 @@ class JobIndex:
         self._snap = Snapshot()
         self._refresh_lock = threading.Lock()
         self._refreshing = False
+        self._submitted: dict[str, tuple[dict[str, Any], float]] = {}  # name -> (row, when), not yet indexed
+        self._submitted_lock = threading.Lock()
 
+    # ---- written through this API, not indexed yet (a SpecListener) ---------------------------------------------
+    def written(self, manifest: JobManifest) -> None:
+        row = _entry(
+            manifest.name,
+            {"status": SEED_STATUS["Pending"], "phase": "Pending", "labels": dict(manifest.metadata.labels)},
+        )
+        with self._submitted_lock:
+            self._submitted[manifest.name] = (row, time.monotonic())
+
+    def deleted(self, name: str) -> None:
+        with self._submitted_lock:
+            self._submitted.pop(name, None)
+
+    def _with_submitted(self, snap: Snapshot) -> Snapshot:
+        now = time.monotonic()
+        with self._submitted_lock:
+            for name, (_, at) in list(self._submitted.items()):
+                if _find(snap, name) is not None or now - at > SUBMITTED_TTL:
+                    del self._submitted[name]
+            extra = {name: row for name, (row, _) in self._submitted.items()}
+        if not extra:
+            return snap
+        rows = dict(zip(snap.names, snap.entries, strict=True)) | extra
+        names = sorted(rows)
+        counts = dict(snap.phase_counts)
+        counts["Pending"] = counts.get("Pending", 0) + len(extra)
+        return Snapshot(names, [rows[n] for n in names], counts, snap.source)
+
+    # ---- the index ----------------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
+        snap = self._indexed()
+        return self._with_submitted(snap) if self._submitted else snap
+
+    def _indexed(self) -> Snapshot:
         key = self._source_key()
         if key == self._key:
             return self._snap
@@ -226,9 +270,7 @@ class JobIndex:
         return Snapshot(names, entries, counts, source, by_phase)
 
     def get(self, name: str) -> dict[str, Any] | None:
-        snap = self.snapshot()
-        i = bisect.bisect_left(snap.names, name)
-        return snap.entries[i] if i < len(snap.names) and snap.names[i] == name else None
+        return _find(self.snapshot(), name)
 
     def query(
         self,

@@ -29,6 +29,7 @@ from .hosts import LocalHost
 
 CONTAINER_DATA = "/data"
 DEFAULT_SIMULATOR_IMAGE = "calof/opeva_simulator"
+SEED_STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL when a simulation is stopped, as the old backend gave
 ANNOTATION_PREFIX = "opeva/"
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -211,6 +212,7 @@ class Simulations:
             "configFile": runtime_config,
             "logCapture": False,
             "sharedData": "ReadWrite",  # as the old workers mounted it: the simulator creates /data/mlflow/mlruns
+            "terminationGracePeriodSeconds": SEED_STOP_GRACE,
         }
         if gpus:
             spec["resources"] = {"gpus": gpus}

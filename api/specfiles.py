@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 import yaml
@@ -73,12 +73,22 @@ def body_format(content_type: str | None, body: bytes) -> str:
     return "json" if body.lstrip()[:1] in (b"{", b"[") else "yaml"
 
 
+class SpecListener(Protocol):
+    """Told of every spec this API writes or deletes (the job list shows a written job before the controller has
+    indexed it)."""
+
+    def written(self, manifest: JobManifest) -> None: ...
+
+    def deleted(self, name: str) -> None: ...
+
+
 class SpecFiles:
     """The specs folder as seen by the API. Writes are serialised by one lock per process."""
 
-    def __init__(self, store: DataStore):
+    def __init__(self, store: DataStore, listener: SpecListener | None = None):
         self.store = store
         self.root = store.specs_dir
+        self.listener = listener
         self._lock = threading.Lock()
 
     # ---- finding --------------------------------------------------------------------------------------------
@@ -239,6 +249,8 @@ class SpecFiles:
                 pass
             except OSError as err:
                 raise ApiError(503, f"cannot delete {found.rel}: {err.strerror or err}") from None
+        if self.listener is not None:
+            self.listener.deleted(name)
         log.info("spec_deleted", job=name, file=found.rel)
         return WriteOutcome(
             name,
@@ -259,6 +271,8 @@ class SpecFiles:
             raise ApiError(422, f"the spec changes meaning when written as {fmt.upper()} to {rel}")
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, content)
+        if self.listener is not None:
+            self.listener.written(expected)
 
 
 def _same(a: JobManifest, b: JobManifest) -> bool:

@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/bench_reconcile.py [--jobs 10] [--burst 50] [--finished 5000] [--idle-seconds 30]
 
-1. drop -> Running: median of N sequential jobs, vs a bare `containers.run(detach=True)` of the same container.
+1. drop -> Running: median of N sequential jobs, vs a bare `containers.run(detach=True)` of the same container;
+   the same for a spec written in two pieces 300 ms apart (a slow copy), which must run once, whole;
+   delete -> container gone and status Stopped, median of N, for a job that exits on SIGTERM.
 2. burst: M specs dropped at once -> all Succeeded, vs the raw SDK running the same M containers with 4 threads
    (create, start, wait, read logs, remove: what the controller does for each).
 3. idle with K finished jobs in the folder: CPU share of one core and resident memory of `opeva run` over a
@@ -116,6 +118,56 @@ def bench_latency(client: docker.DockerClient, data: Path, n: int) -> tuple[floa
     return statistics.median(raw), statistics.median(ours)
 
 
+PIECE_GAP = 0.3  # seconds between the two pieces of a slowly written spec
+
+
+def drop_in_two_pieces(data: Path, doc: dict) -> None:
+    """A slow copy: a valid spec first, the rest of it PIECE_GAP later, through one open file."""
+    name = doc["metadata"]["name"]
+    with open(data / "specs" / f"{name}.yaml", "w") as f:
+        f.write(yaml.safe_dump(doc))
+        f.flush()
+        time.sleep(PIECE_GAP)
+        f.write("  env:\n    PIECE: two\n")
+
+
+def bench_two_pieces(data: Path, n: int) -> float:
+    proc = start_controller(data)
+    ours = []
+    try:
+        for i in range(n):
+            name = f"two-{TAG}-{i}"
+            t0 = time.perf_counter()
+            drop_in_two_pieces(data, spec(name, ["sleep 1"]))
+            wait_until(lambda: phase(data, name) == "Running")  # noqa: B023 (called at once)
+            ours.append(time.perf_counter() - t0)
+    finally:
+        stop(proc)
+    return statistics.median(ours)
+
+
+def bench_stop(client: docker.DockerClient, data: Path, n: int) -> tuple[float, float]:
+    """delete -> the container is gone (docker ps), and -> status Stopped; a job that exits on SIGTERM."""
+    proc = start_controller(data)
+    gone_s, stopped_s = [], []
+    try:
+        for i in range(n):
+            name = f"stop-{TAG}-{i}"
+            drop(data, spec(name, ["trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done"]))
+            wait_until(lambda: phase(data, name) == "Running")  # noqa: B023 (called at once)
+            time.sleep(0.3)  # the trap is set
+            t0 = time.perf_counter()
+            (data / "specs" / f"{name}.yaml").unlink()
+            filters = {"label": f"opeva.job={name}"}
+            wait_until(lambda: not client.containers.list(filters=filters), 60, 0.01)  # noqa: B023
+            gone_s.append(time.perf_counter() - t0)
+            wait_until(lambda: phase(data, name) == "Stopped", 60)  # noqa: B023
+            stopped_s.append(time.perf_counter() - t0)
+    finally:
+        stop(proc)
+    return statistics.median(gone_s), statistics.median(stopped_s)
+
+
 def bench_burst(client: docker.DockerClient, data: Path, m: int) -> tuple[float, float]:
     def raw_one(i: int) -> None:
         c = client.containers.run(
@@ -206,12 +258,22 @@ def main() -> None:
     client = docker.from_env()
     work = Path(tempfile.mkdtemp(prefix="opeva-bench-"))
     try:
-        for sub in ("lat", "burst", "idle"):
+        for sub in ("lat", "two", "stop", "burst", "idle"):
             (work / sub / "data" / "specs").mkdir(parents=True)
         raw, ours = bench_latency(client, work / "lat" / "data", args.jobs)
         print(
             f"drop -> Running, median of {args.jobs}: raw containers.run {raw * 1000:.0f} ms, "
             f"opeva {ours * 1000:.0f} ms, ratio {ours / raw:.2f} (target <= 1.2)"
+        )
+        two = bench_two_pieces(work / "two" / "data", args.jobs)
+        print(
+            f"drop -> Running, spec written in two pieces {PIECE_GAP * 1000:.0f} ms apart, median of {args.jobs}: "
+            f"{two * 1000:.0f} ms ({(two - PIECE_GAP) * 1000:.0f} ms after the last piece)"
+        )
+        gone, stopped = bench_stop(client, work / "stop" / "data", args.jobs)
+        print(
+            f"delete -> container gone, median of {args.jobs}: {gone * 1000:.0f} ms; "
+            f"-> status Stopped: {stopped * 1000:.0f} ms"
         )
         raw, ours = bench_burst(client, work / "burst" / "data", args.burst)
         print(

@@ -25,7 +25,7 @@ from .runtime.base import (
 )
 from .scheduler import LABEL_QUEUE
 from .spec import JobManifest
-from .status import SEED_STATUS, JobStatus, iso
+from .status import JobStatus, iso
 
 JOB_MOUNTS = ("progress", "results", "logs", "outputs")  # own mounts too: a job cannot swap them for links
 # mounted read-only over the job's writable folder (appended in place, so the mount holds; status.json is replaced by
@@ -120,6 +120,7 @@ def container_request(
         gpu_ids=action.gpu_ids,
         stop_grace=spec.terminationGracePeriodSeconds,
         pull_policy=spec.pull_policy,
+        init=spec.init,
     )
 
 
@@ -145,7 +146,7 @@ def created_info(m: JobManifest, status: JobStatus, attempt: int, info: Containe
 def phase_info(status: JobStatus) -> dict[str, Any]:
     """job_info.json fields rewritten when a job's phase or container changes."""
     return {
-        "status": SEED_STATUS[status.phase],
+        "status": status.seed_status,
         "phase": status.phase,
         "reason": status.reason,
         "exit_code": status.exitCode,
@@ -156,4 +157,4 @@ def phase_info(status: JobStatus) -> dict[str, Any]:
 
 
 def phase_info_changed(old: JobStatus | None, new: JobStatus) -> bool:
-    return old is None or (old.phase, old.containerId) != (new.phase, new.containerId)
+    return old is None or (old.phase, old.containerId, old.seed_status) != (new.phase, new.containerId, new.seed_status)

@@ -7,6 +7,7 @@ is never handled by two workers at once. This module knows nothing of job semant
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -15,6 +16,11 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
+
+try:
+    from watchdog.observers.inotify import InotifyObserver
+except ImportError:  # not Linux: no inotify, so no close events either
+    InotifyObserver = None  # type: ignore[misc]
 
 from . import metrics
 from .capacityglue import CapacityGlue
@@ -42,11 +48,17 @@ FULL_RESYNC_EVERY = 30  # every Nth resync enqueues every job, settled or not
 
 
 class _SpecEvents(FileSystemEventHandler):
-    def __init__(self, wake: threading.Event):
+    """Every change wakes the scanner; writes and closes also tell `specs` which files are still being written."""
+
+    def __init__(self, wake: threading.Event, specs: SpecSource):
         self.wake = wake
+        self.specs = specs
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type != "opened" and event.event_type != "closed_no_write":
+            if not event.is_directory:
+                dest = os.fsdecode(event.dest_path) if event.dest_path else None
+                self.specs.file_event(event.event_type, os.fsdecode(event.src_path), dest)
             metrics.WATCH_EVENTS.labels("specs").inc()
             self.wake.set()
 
@@ -186,13 +198,14 @@ class Controller:
 
     # ---- watchers ---------------------------------------------------------------------------------------
     def _watch_specs(self) -> None:
-        handler = _SpecEvents(self._scan_wake)
+        handler = _SpecEvents(self._scan_wake, self.specs)
         if not self.settings.poll_specs:
             try:
                 obs = Observer()
                 obs.schedule(handler, str(self.store.specs_dir), recursive=True)
                 obs.start()
                 self._observer = obs
+                self.specs.watched(closes_reported=InotifyObserver is not None and isinstance(obs, InotifyObserver))
                 return
             except OSError as err:
                 log.warning("specs_watch_unavailable", error=str(err), fallback="polling")
@@ -200,6 +213,7 @@ class Controller:
         obs.schedule(handler, str(self.store.specs_dir), recursive=True)
         obs.start()
         self._observer = obs
+        self.specs.watched(closes_reported=False)
         log.info("specs_polling", interval=self.settings.poll_interval)
 
     def _scan_loop(self) -> None:

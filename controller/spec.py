@@ -36,7 +36,7 @@ SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 CONTROL_FIELDS = frozenset({"suspend", "runId", "ttlSecondsAfterFinished", "priority", "queue"})
 # Fields added after specs were written: left out of the generation while they hold their default, so an upgrade
 # does not give every existing job a new generation (and rerun finished ones).
-LATER_FIELD_DEFAULTS = {"imagePullPolicy": None, "sharedData": "ReadOnly"}
+LATER_FIELD_DEFAULTS = {"imagePullPolicy": None, "sharedData": "ReadOnly", "init": True}
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
 # Kubernetes quantities (K/M/G/T decimal, Ki/Mi/Gi/Ti binary) and Docker's (b, k/m/g/t and kb/mb/gb/tb, binary).
 _MEMORY_UNITS = {
@@ -176,6 +176,7 @@ class JobSpec(_Strict):
     # ReadWrite mounts the whole data folder writable, as the old OPEVA workers did (the simulator creates
     # /data/mlflow/mlruns); the specs, the controller's state and other jobs' folders stay read-only.
     sharedData: Literal["ReadOnly", "ReadWrite"] = "ReadOnly"
+    init: bool = True  # Docker's init as PID 1, so SIGTERM reaches the job's own process
 
     @field_validator("env")
     @classmethod

@@ -3,6 +3,12 @@
 A file is re-read only when its (mtime, size, inode) changes, so a resync over thousands of specs costs one
 directory walk. A file that does not parse and was written moments ago is given a moment to be finished before it
 is reported, so an editor's non-atomic save does not flash an InvalidSpec.
+
+A file is taken only once its writer is done, so a slow copy whose first part happens to be a valid spec never
+starts a run of that part. With inotify the watcher reports each write and each close-after-write (`file_event`):
+a file written to and not yet closed waits for its close. A file renamed into place (write a temp file, then
+rename) has no write pending and is taken at once. A folder that is only polled (network shares) reports no
+closes: there a file is taken once it has been left alone for QUIET_SECONDS.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ from .spec import JobManifest, LoadedSpec, is_spec_name, load_spec_file
 log = structlog.get_logger("opeva.specs")
 
 SETTLE_SECONDS = 0.5  # a broken file younger than this may still be being written
+QUIET_SECONDS = 1.0  # polled folders: a file changed more recently than this may still be being written
+OPEN_WRITE_LIMIT = 5.0  # inotify: a file left open this long after its last write is taken anyway
 
 
 @dataclass
 class ScanResult:
     changed: set[str] = field(default_factory=set)  # names whose desired state changed
     rewritten_same: set[str] = field(default_factory=set)  # files saved again with identical content
-    unsettled: bool = False  # a young broken file: scan again shortly
+    unsettled: bool = False  # a young broken file, or one still being written: scan again shortly
 
 
 class SpecSource:
@@ -40,6 +48,29 @@ class SpecSource:
         self._desired: dict[str, Desired] = {}
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
+        self._writing: dict[str, float] = {}  # path -> monotonic time of its last write, until its writer closes it
+        self._closes_reported = False  # inotify: wait for closes; else (polled) a quiet period
+        self._quiet: float | None = None
+
+    def watched(self, closes_reported: bool) -> None:
+        """How the folder is watched: with inotify a file waits for its writer's close; polled, for quiet."""
+        self._closes_reported = closes_reported
+        self._quiet = None if closes_reported else QUIET_SECONDS
+
+    def file_event(self, kind: str, path: str, dest: str | None = None) -> None:
+        """A watcher saw `kind` (watchdog's event type) on a file: track which files a writer still has open."""
+        if kind == "modified":
+            self._writing[path] = time.monotonic()
+        elif kind in ("closed", "deleted", "moved"):
+            self._writing.pop(path, None)
+            if dest is not None:
+                self._writing.pop(dest, None)
+
+    def _being_written(self, path: str, mtime: float, now: float) -> bool:
+        if self._closes_reported:
+            last = self._writing.get(path)
+            return last is not None and time.monotonic() - last < OPEN_WRITE_LIMIT
+        return self._quiet is not None and now - mtime < self._quiet
 
     def desired(self, name: str) -> Desired:
         with self._lock:
@@ -64,6 +95,11 @@ class SpecSource:
             old = self._files.get(path)
             if old is not None and old[0] == sig:
                 seen[path] = old
+                continue
+            if self._being_written(path, st.st_mtime, now):
+                result.unsettled = True
+                if old is not None:
+                    seen[path] = old
                 continue
             loaded = load_spec_file(Path(path), self.specs_dir)
             if loaded.error and now - st.st_mtime < SETTLE_SECONDS:

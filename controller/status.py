@@ -23,6 +23,15 @@ SEED_STATUS = {
     "Failed": "failed",
     "Stopped": "stopped",
 }
+STOP_REQUESTED = "stop_requested"  # the seed's word for a job whose stop is in its grace period (phase Running)
+ACTIVE_PHASES: frozenset[str] = frozenset({"Pending", "Running"})
+
+
+def seed_word(phase: str, stopping: bool) -> str:
+    """The seed's status word: `stop_requested` while a requested stop waits for the container to go."""
+    if stopping and phase in ACTIVE_PHASES:
+        return STOP_REQUESTED
+    return SEED_STATUS.get(phase, phase.lower())
 
 
 def utcnow() -> datetime:
@@ -134,6 +143,10 @@ class JobStatus(_Model):
                 "gpuIds": list(self.gpuIds),
             }
         )
+
+    @property
+    def seed_status(self) -> str:
+        return seed_word(self.phase, self.stopping is not None)
 
     @property
     def terminal(self) -> bool:

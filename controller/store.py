@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import structlog
 
 from .spec import is_valid_name
-from .status import SEED_STATUS, Event, JobStatus, iso, utcnow
+from .status import Event, JobStatus, iso, utcnow
 
 log = structlog.get_logger("opeva.store")
 
@@ -399,7 +399,7 @@ class DataStore:
                 "job_id": name,
                 "container_id": s.containerId,
                 "container_name": s.containerName,
-                "status": SEED_STATUS.get(s.phase, s.phase.lower()),
+                "status": s.seed_status,
                 "phase": s.phase,
                 "reason": s.reason,
                 "attempts": s.attempts,

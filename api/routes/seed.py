@@ -90,7 +90,7 @@ def seed_status(job_id: JobId, ctx: Ctx) -> dict[str, Any]:
         }
     return {
         "job_id": job_id,
-        "status": SEED_STATUS.get(status.phase, status.phase.lower()),
+        "status": status.seed_status,
         "phase": status.phase,
         "reason": status.reason,
         "message": status.message,

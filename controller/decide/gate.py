@@ -9,6 +9,7 @@ really wanted (see `decide/__init__.py`).
 from __future__ import annotations
 
 from ..scheduler import Admission
+from . import conditions
 from .core import START_POLL, Create, Decision, Draft, Want
 
 
@@ -53,6 +54,7 @@ def resolve(d: Draft, admission: Admission | None) -> Decision:
         d.actions.append(Create(w.container, w.attempt, tuple(st.gpuIds)))
         d.requeue_in(START_POLL)
     if d.st is not None:
+        conditions.settle(d)
         _settle_pending(d)
     return d.decision()
 

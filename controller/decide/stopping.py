@@ -1,14 +1,22 @@
 """Stop and suspend: containers that must go (spec deleted, suspended, superseded, leftovers) and what the phase says.
 
 A stop we ask for is recorded as intent (`status.stopping`) before it is sent, so the container's exit is attributed
-to us, not to the job or the machine.
+to us, not to the job or the machine. While the container runs out its grace period the job keeps its phase
+(Running), with reason `Stopping` and the condition `Terminating`; it is `Stopped` only once the container is gone.
 """
 
 from __future__ import annotations
 
 from ..runtime.base import ContainerInfo
-from ..status import StopIntent
+from ..status import ACTIVE_PHASES, StopIntent
 from .core import START_POLL, Draft, is_live
+
+WHY = {
+    "SpecDeleted": "the spec file was removed",
+    "Suspended": "spec.suspend is true",
+    "ProgressStalled": "progress stalled",
+    "DeadlineExceeded": "activeDeadlineSeconds passed",
+}
 
 
 def request(d: Draft, c: ContainerInfo, reason: str, overrule: bool = False) -> None:
@@ -19,27 +27,54 @@ def request(d: Draft, c: ContainerInfo, reason: str, overrule: bool = False) -> 
         st.stopping = StopIntent(containerName=c.name, reason=reason, requestedAt=d.now)
     d.stop(c, reason)
     d.requeue_in(START_POLL)
+    say_stopping(d, c, st.stopping.reason if st.stopping else reason)
+
+
+def say_stopping(d: Draft, c: ContainerInfo, reason: str) -> None:
+    """The phase stays (the container still runs); the reason says it is being stopped, and why."""
+    st = d.st
+    if st.phase in ACTIVE_PHASES:
+        d.set_phase(st.phase, "Stopping", f"stopping container {c.name}: {WHY.get(reason, reason)}")
 
 
 def spec_deleted(d: Draft) -> None:
-    """Every container of the job stops; the record says Stopped (SpecDeleted) and is kept."""
+    """Every container of the job stops; once none runs, the record says Stopped (SpecDeleted) and is kept."""
     st = d.st
+    live = [c for c in d.observed.containers if is_live(c)]
+    if live and st.phase in ACTIVE_PHASES and st.reason != "Stopping":
+        d.event("Stopping", f"spec file removed; stopping {', '.join(c.name for c in live)}")
     for c in d.observed.containers:
         if is_live(c):
-            if c.name == st.containerName and not (st.stopping and st.stopping.containerName == c.name):
-                st.stopping = StopIntent(containerName=c.name, reason="SpecDeleted", requestedAt=d.now)
-            d.stop(c, "SpecDeleted")
-            d.requeue_in(START_POLL)
+            if c.name == st.containerName:
+                request(d, c, "SpecDeleted")
+            else:
+                d.stop(c, "SpecDeleted")
+                d.requeue_in(START_POLL)
+                say_stopping(d, c, "SpecDeleted")
         elif c.exited:
             d.record_unseen_exit(c, "SpecDeleted")
             d.remove_when_drained(c)
-    if st.phase in ("Pending", "Running") or (st.phase == "Stopped" and st.reason != "SpecDeleted"):
+    forget_done_stop(d)
+    if live and st.phase in ACTIVE_PHASES:
+        return
+    if st.phase in ACTIVE_PHASES or (st.phase == "Stopped" and st.reason != "SpecDeleted"):
         d.pause_clock()
         d.set_phase("Stopped", "SpecDeleted", "the spec file was removed")
         if st.startedAt:
             st.finishedAt = st.finishedAt or d.now
         d.condition("Running", "False", "SpecDeleted")
         d.event("SpecDeleted", "spec file removed; job stopped, record and artifacts kept")
+
+
+def forget_done_stop(d: Draft) -> None:
+    """A stop intent is kept until the container's exit is recorded (so the exit is never taken for the job's own),
+    or until the container is gone altogether."""
+    st = d.st
+    s = st.stopping
+    if s is None:
+        return
+    if st.recorded(s.containerName) or all(c.name != s.containerName for c in d.observed.containers):
+        st.stopping = None
 
 
 def settle_stale(d: Draft, key: str) -> bool:
@@ -112,5 +147,6 @@ def requested(d: Draft, c: ContainerInfo) -> bool:
     if st.stopping and st.stopping.containerName == c.name:
         d.stop(c, st.stopping.reason)
         d.requeue_in(START_POLL)
+        say_stopping(d, c, st.stopping.reason)
         return True
     return False

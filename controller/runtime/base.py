@@ -62,6 +62,7 @@ class ContainerRequest:
     gpu_ids: tuple[str, ...] = ()
     stop_grace: int = 30
     pull_policy: str = "IfNotPresent"  # Always | IfNotPresent | Never (Kubernetes' meaning); Always is done first
+    init: bool = True  # an init process as PID 1 forwards signals to the job and reaps its children
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,7 @@ class DockerRuntime:
                 DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only) for m in req.mounts
             ],
             network_mode=req.network,
+            init=req.init,
             nano_cpus=int(req.cpus * 1e9) if req.cpus else None,
             mem_limit=req.memory,
             device_requests=[DeviceRequest(driver="nvidia", device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]

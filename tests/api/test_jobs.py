@@ -326,3 +326,32 @@ def test_a_fifo_is_not_served(api):
     os.mkfifo(api.folder.store.progress_path("j1"))
     r = api.client.get("/jobs/j1/progress")
     assert r.status_code == 409 and "regular file" in r.json()["detail"]
+
+
+# ---- read-your-writes ------------------------------------------------------------------------------------------
+def test_a_job_written_through_the_api_is_listed_at_once_until_it_is_deleted(api):
+    labeled = yaml.safe_dump(
+        {
+            "apiVersion": "opeva/v1",
+            "kind": "Job",
+            "metadata": {"name": "ryw-a", "labels": {"t": "ryw"}},
+            "spec": {"image": "busybox"},
+        }
+    )
+    assert (
+        api.client.put("/jobs/ryw-a", content=labeled, headers={"Content-Type": "application/yaml"}).status_code == 201
+    )
+    assert (
+        api.client.post("/jobs", content=yaml_spec("ryw-b"), headers={"Content-Type": "application/yaml"}).status_code
+        == 201
+    )
+    rows = {r["name"]: r for r in api.client.get("/jobs").json()}
+    assert {n: (r["phase"], r["status"]) for n, r in rows.items()} == {
+        "ryw-a": ("Pending", "queued"),
+        "ryw-b": ("Pending", "queued"),
+    }
+    assert [r["name"] for r in api.client.get("/jobs", params={"label": "t=ryw", "phase": "Pending"}).json()] == [
+        "ryw-a"
+    ]
+    assert api.client.delete("/jobs/ryw-b").status_code == 200
+    assert [r["name"] for r in api.client.get("/jobs").json()] == ["ryw-a"]

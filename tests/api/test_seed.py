@@ -42,6 +42,8 @@ def test_run_simulation_writes_a_spec_like_the_seed_ran_containers(api):
     assert spec.env == {"PARAM1": "a", "SEED": "42"}
     assert spec.configFile == "configs/ppo.yaml" and spec.logCapture is False
     assert spec.mlflow.experiment == "citylearn" and spec.mlflow.runName == "ppo-42"
+    assert spec.terminationGracePeriodSeconds == 10, "POST /stop gives the seed's 10 s grace"
+    assert [r["name"] for r in api.client.get("/jobs").json()] == [name], "listed as soon as it is written"
 
 
 def test_run_simulation_with_config_file_and_image(api):

@@ -101,3 +101,19 @@ def test_an_invalid_spec_is_refused_before_the_controller_sees_it(opeva):
     r = opeva.put(f"/jobs/{name}", json={**spec(name, "true"), "extra": 1})
     assert r.status_code == 422 and "extra: unknown field" in r.json()["detail"]
     assert opeva.get(f"/jobs/{name}").status_code == 404
+
+
+def test_apply_then_list_never_misses(opeva):
+    """Read-your-writes: once PUT or POST /jobs returns, GET /jobs lists the job (50 times in a row)."""
+    tag = job_name("ryw")
+    for i in range(50):
+        name = job_name(f"ryw-{i}")
+        doc = spec(name, "true", suspend=True)
+        doc["metadata"]["labels"]["ryw"] = tag
+        r = opeva.post("/jobs", json=doc) if i % 2 else opeva.put(f"/jobs/{name}", json=doc)
+        assert r.status_code == 201, r.text
+        listed = {row["name"] for row in opeva.get("/jobs", params={"label": f"ryw={tag}"}).json()}
+        assert name in listed, f"write {i} not listed"
+        assert len(listed) == i + 1
+    for i in range(50):
+        opeva.delete(f"/jobs/{job_name(f'ryw-{i}')}")

@@ -538,3 +538,16 @@ def test_plan_through_the_api_and_offline_print_the_same_exact_plan(server: Serv
     assert quiet.returncode == 0, quiet.stdout
     assert quiet.stdout.endswith("Plan: 0 to start, 0 to rerun, 0 to stop, 3 unchanged, 0 invalid.\n")
     assert server.cli("delete", "plan-running").returncode == 0
+
+
+def test_apply_then_get_lists_the_job_every_time(server: Server, tmp_path: Path):
+    """Read-your-writes through the command line: `opeva get` lists what `opeva apply` just returned from."""
+    labels = {"ryw": "cli"}
+    for i in range(10):
+        name = f"ryw-cli-{i}"
+        path = write(tmp_path / f"{name}.yaml", job(name, "true", labels, suspend=True))
+        assert server.cli("apply", "-f", str(path)).returncode == 0
+        listed = server.cli("get", "-l", "ryw=cli", "-o", "name").stdout.split()
+        assert f"job/{name}" in listed, listed
+    for i in range(10):
+        server.cli("delete", f"ryw-cli-{i}")

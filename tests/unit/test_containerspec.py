@@ -94,6 +94,8 @@ def test_job_name_and_pull_policy():
         ({}, Placement("a1b2c3", Path("/d")), {"network": None}),
         ({"resources": {"cpus": 1.5, "memory": "512Mi"}}, WHERE, {"cpus": 1.5, "memory": 512 * 2**20}),
         ({"terminationGracePeriodSeconds": 5}, WHERE, {"stop_grace": 5}),
+        ({}, WHERE, {"init": True}),
+        ({"init": False}, WHERE, {"init": False}),
         ({"command": ["python"], "args": ["t.py"], "workingDir": "/w"}, WHERE, {"entrypoint": ["python"]}),
         ({"command": ["python"], "args": ["t.py"], "workingDir": "/w"}, WHERE, {"command": ["t.py"]}),
         ({"workingDir": "/w"}, WHERE, {"working_dir": "/w", "image": IMAGE}),

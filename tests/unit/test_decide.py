@@ -468,6 +468,18 @@ def test_suspend_while_running_stops_with_intent():
     assert "Stopping" in reasons(d)
 
 
+def test_a_suspend_in_its_grace_period_says_stopping_then_stopped_with_fresh_conditions():
+    job, c = running_job(M)
+    st = job.edit(SUSPENDED).step(c, now=at(10)).status
+    terminating = st.condition("Terminating")
+    assert (st.phase, st.reason, st.seed_status) == ("Running", "Stopping", "stop_requested")
+    assert (terminating.status, terminating.reason) == ("True", "Suspended")
+    st = job.step(exited(M, 1, 143, finished=at(11)), now=at(11)).status
+    conds = {c.type: c.status for c in st.conditions}
+    assert (st.phase, st.stopping, st.seed_status) == ("Stopped", None, "stopped")
+    assert (conds["Terminating"], conds["Running"], conds["Suspended"]) == ("False", "False", "True")
+
+
 def test_suspended_attempt_exit_is_recorded_as_stopped_not_failed():
     job, c = running_job(M)
     job.edit(SUSPENDED).step(c, now=at(10))
@@ -643,10 +655,19 @@ def test_deciding_again_on_its_own_output_is_a_fixed_point(build):
 
 
 # ---- spec deleted ---------------------------------------------------------------------------------------------
-def test_spec_deleted_stops_the_running_container():
+def test_spec_deleted_stops_the_running_container_and_is_stopped_only_once_it_is_gone():
     job, c = running_job(M)
     d = job.edit(None).step(c, now=at(10))
-    assert (d.actions, d.status.phase, d.status.reason) == ([Stop(c.name, 30, "SpecDeleted")], "Stopped", "SpecDeleted")
+    assert (d.actions, d.status.phase, d.status.reason) == ([Stop(c.name, 30, "SpecDeleted")], "Running", "Stopping")
+    terminating = d.status.condition("Terminating")
+    assert (terminating.status, terminating.reason) == ("True", "SpecDeleted")
+    assert (d.status.seed_status, reasons(d)) == ("stop_requested", ["Stopping"])
+    d = job.step(c, now=at(15))  # still inside its grace period
+    assert (d.status.phase, d.status.reason, d.actions) == ("Running", "Stopping", [Stop(c.name, 30, "SpecDeleted")])
+    d = job.step(exited(M, 1, 137, finished=at(40)), now=at(40))
+    st = d.status
+    assert (st.phase, st.reason, st.stopping, st.seed_status) == ("Stopped", "SpecDeleted", None, "stopped")
+    assert (st.condition("Terminating").status, st.condition("Running").status) == ("False", "False")
     assert "SpecDeleted" in reasons(d)
 
 
@@ -972,3 +993,16 @@ def test_a_plain_non_zero_exit_is_recorded_at_once():
     job, _ = running_job(M)
     d = job.step(exited(M, 1, 1, finished=at(30)), now=at(30))
     assert (d.status.phase, d.status.reason) == ("Failed", "Error")
+
+
+# ---- conditions describe the current state ----------------------------------------------------------------------
+def test_conditions_after_retry_then_a_success_never_seen_running():
+    m = manifest(restartPolicy="OnFailure", backoffLimit=3)
+    job, _ = running_job(m)
+    job.step(exited(m, 1, 1), now=at(30))
+    assert job.status.condition("BackingOff").status == "True"
+    job.step(now=at(100))  # backoff over: attempt 2 created
+    # attempt 2 exits 0 before any reconcile sees it running
+    st = job.step(exited(m, 2, 0, started=at(100), finished=at(100)), now=at(101)).status
+    true = sorted(c.type for c in st.conditions if c.status == "True")
+    assert (st.phase, true) == ("Succeeded", ["Accepted", "Succeeded"])

@@ -233,6 +233,7 @@ def test_generation_is_stable_across_yaml_and_json():
         {"interruptionPolicy": "Restart"},
         {"failurePolicy": []},
         {"logCapture": True},
+        {"init": True},
         {"resources": {"cpus": 1.5, "memory": "1Gi", "gpus": None}},
     ],
     ids=lambda d: next(iter(d)),
@@ -270,6 +271,7 @@ def test_generation_ignores_labels():
         {"resources": {"cpus": 2.0, "memory": "1Gi"}},
         {"workingDir": "/app"},
         {"configFile": "c.yaml"},
+        {"init": False},
     ],
     ids=lambda d: next(iter(d)),
 )
@@ -471,3 +473,9 @@ def test_a_symlink_loop_is_an_invalid_spec(tmp_path):
     (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
     loaded = load_spec_file(tmp_path / "loop.yaml", tmp_path)
     assert loaded.manifest is None and "symlink loop" in loaded.error
+
+
+def test_generation_of_a_spec_without_init_is_what_it_was_before_init_existed():
+    """Specs written before `spec.init` existed keep their generation, so an upgrade reruns nothing (the value is
+    what the controller computed for BASE before the field was added)."""
+    assert manifest(**BASE).generation == "b484f1f77886a15f"

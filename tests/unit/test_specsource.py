@@ -179,3 +179,54 @@ def test_config_file_appearing_reports_the_job_changed(data, source):
     source.scan()
     put(data / "configs" / "ppo.yaml", "lr: 0.1\n")
     assert (source.scan().changed, source.desired("alpha").config_missing) == ({"alpha"}, None)
+
+
+# ---- a file is taken once its writer is done ------------------------------------------------------------------
+def test_with_inotify_a_file_still_open_for_writing_waits_for_its_close(data: Path, source: SpecSource):
+    source.watched(closes_reported=True)
+    path = put(data / "specs" / "a.yaml", doc("a"), young=True)
+    source.file_event("created", str(path))
+    source.file_event("modified", str(path))  # the writer has not closed it yet
+    result = source.scan()
+    assert (result.changed, result.unsettled, source.names()) == (set(), True, set())
+    source.file_event("closed", str(path))
+    assert source.scan().changed == {"a"}
+
+
+def test_with_inotify_a_file_renamed_into_place_is_taken_at_once(data: Path, source: SpecSource):
+    source.watched(closes_reported=True)
+    tmp = put(data / "specs" / ".a.yaml.tmp", doc("a"), young=True)
+    source.file_event("modified", str(tmp))
+    source.file_event("closed", str(tmp))
+    path = data / "specs" / "a.yaml"
+    os.replace(tmp, path)
+    source.file_event("moved", str(tmp), str(path))
+    assert source.scan().changed == {"a"}
+
+
+def test_with_inotify_a_writer_that_keeps_a_file_open_and_idle_is_not_waited_for_forever(
+    data: Path, source: SpecSource, monkeypatch
+):
+    import controller.specsource as specsource
+
+    source.watched(closes_reported=True)
+    path = put(data / "specs" / "a.yaml", doc("a"), young=True)
+    source.file_event("modified", str(path))
+    assert source.scan().changed == set()
+    monkeypatch.setattr(specsource, "OPEN_WRITE_LIMIT", 0.0)
+    assert source.scan().changed == {"a"}
+
+
+def test_a_polled_folder_takes_a_file_once_it_has_been_quiet(data: Path, source: SpecSource):
+    source.watched(closes_reported=False)
+    path = put(data / "specs" / "a.yaml", doc("a"), young=True)
+    result = source.scan()
+    assert (result.changed, result.unsettled) == (set(), True)
+    settle(path)
+    assert source.scan().changed == {"a"}
+
+
+def test_without_a_watcher_files_are_taken_as_they_are(data: Path, source: SpecSource):
+    """`opeva plan` and the API read the folder without a watcher: nothing waits."""
+    put(data / "specs" / "a.yaml", doc("a"), young=True)
+    assert source.scan().changed == {"a"}
