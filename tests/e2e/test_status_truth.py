@@ -44,8 +44,10 @@ def test_a_job_that_ignores_sigterm_is_never_stopped_while_its_container_runs(da
     path.unlink()
     deleted = time.monotonic()
     stopping_seen = None
+    seed_words = set()
     while True:
         st = read_status(data, name)  # the status first, then docker ps: a Stopped read before a running container
+        seed_words.add(read_json_file(data / "jobs" / name / "job_info.json")["status"])
         live = running_containers(name)
         if not live:
             gone = time.monotonic()
@@ -53,11 +55,10 @@ def test_a_job_that_ignores_sigterm_is_never_stopped_while_its_container_runs(da
         assert st["phase"] != "Stopped", f"Stopped while docker ps shows {live}"
         if st["reason"] == "Stopping" and stopping_seen is None:
             stopping_seen = st
-            info = read_json_file(data / "jobs" / name / "job_info.json")
-            assert info["status"] == "stop_requested"
         assert time.monotonic() - deleted < 30, "the container never went"
         time.sleep(0.05)
     assert gone - deleted >= 5, "the grace period was waited out"
+    assert "stop_requested" in seed_words and "stopped" not in seed_words
     assert stopping_seen is not None and stopping_seen["phase"] == "Running"
     terminating = next(c for c in stopping_seen["conditions"] if c["type"] == "Terminating")
     assert (terminating["status"], terminating["reason"]) == ("True", "SpecDeleted")
