@@ -47,11 +47,12 @@ def test_a_job_that_ignores_sigterm_is_never_stopped_while_its_container_runs(da
     seed_words = set()
     while True:
         st = read_status(data, name)  # the status first, then docker ps: a Stopped read before a running container
-        seed_words.add(read_json_file(data / "jobs" / name / "job_info.json")["status"])
+        word = read_json_file(data / "jobs" / name / "job_info.json")["status"]
         live = running_containers(name)
         if not live:
             gone = time.monotonic()
             break
+        seed_words.add(word)
         assert st["phase"] != "Stopped", f"Stopped while docker ps shows {live}"
         if st["reason"] == "Stopping" and stopping_seen is None:
             stopping_seen = st
