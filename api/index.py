@@ -151,6 +151,16 @@ class Snapshot:
     by_phase: dict[str | None, list[int]] = field(default_factory=dict)  # phase -> positions in entries
 
 
+def _build(rows: dict[str, dict[str, Any]], source: str) -> Snapshot:
+    names = sorted(rows)
+    entries = [rows[n] for n in names]
+    by_phase: dict[str | None, list[int]] = {}
+    for i, row in enumerate(entries):
+        by_phase.setdefault(row["phase"], []).append(i)
+    counts = {p: len(by_phase.get(p, ())) for p in PHASES}
+    return Snapshot(names, entries, counts, source, by_phase)
+
+
 def _find(snap: Snapshot, name: str) -> dict[str, Any] | None:
     i = bisect.bisect_left(snap.names, name)
     return snap.entries[i] if i < len(snap.names) and snap.names[i] == name else None
@@ -200,11 +210,7 @@ class JobIndex:
             extra = {name: row for name, (row, _) in self._submitted.items()}
         if not extra:
             return snap
-        rows = dict(zip(snap.names, snap.entries, strict=True)) | extra
-        names = sorted(rows)
-        counts = dict(snap.phase_counts)
-        counts["Pending"] = counts.get("Pending", 0) + len(extra)
-        return Snapshot(names, [rows[n] for n in names], counts, snap.source)
+        return _build(dict(zip(snap.names, snap.entries, strict=True)) | extra, snap.source)
 
     # ---- the index ----------------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -261,13 +267,7 @@ class JobIndex:
                 if isinstance(status, dict):
                     rows[name] = _entry_from_status(name, status)
             source = "status-files"
-        names = sorted(rows)
-        entries = [rows[n] for n in names]
-        by_phase: dict[str | None, list[int]] = {}
-        for i, row in enumerate(entries):
-            by_phase.setdefault(row["phase"], []).append(i)
-        counts = {p: len(by_phase.get(p, ())) for p in PHASES}
-        return Snapshot(names, entries, counts, source, by_phase)
+        return _build(rows, source)
 
     def get(self, name: str) -> dict[str, Any] | None:
         return _find(self.snapshot(), name)
