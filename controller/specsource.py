@@ -6,9 +6,10 @@ is reported, so an editor's non-atomic save does not flash an InvalidSpec.
 
 A file is taken only once its writer is done, so a slow copy whose first part happens to be a valid spec never
 starts a run of that part. With inotify the watcher reports each write and each close-after-write (`file_event`):
-a file written to and not yet closed waits for its close. A file renamed into place (write a temp file, then
-rename) has no write pending and is taken at once. A folder that is only polled (network shares) reports no
-closes: there a file is taken once it has been left alone for QUIET_SECONDS.
+a file written to and not yet closed waits for its close (a new file waits CREATED_GRACE for its first write to
+be reported). A file renamed into place (write a temp file, then rename) has no write pending and is taken at once.
+A folder that is only polled (network shares) reports no closes: there a file is taken once it has been left alone
+for QUIET_SECONDS.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = structlog.get_logger("opeva.specs")
 SETTLE_SECONDS = 0.5  # a broken file younger than this may still be being written
 QUIET_SECONDS = 1.0  # polled folders: a file changed more recently than this may still be being written
 OPEN_WRITE_LIMIT = 5.0  # inotify: a file left open this long after its last write is taken anyway
+CREATED_GRACE = 0.25  # inotify: a new file with no write reported yet (its first write may be on its way)
 
 
 @dataclass
@@ -48,7 +50,8 @@ class SpecSource:
         self._desired: dict[str, Desired] = {}
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
-        self._writing: dict[str, float] = {}  # path -> monotonic time of its last write, until its writer closes it
+        # path -> (monotonic time, how long it may wait) of its last creation or write, until its writer closes it
+        self._writing: dict[str, tuple[float, float]] = {}
         self._closes_reported = False  # inotify: wait for closes; else (polled) a quiet period
         self._quiet: float | None = None
 
@@ -60,7 +63,9 @@ class SpecSource:
     def file_event(self, kind: str, path: str, dest: str | None = None) -> None:
         """A watcher saw `kind` (watchdog's event type) on a file: track which files a writer still has open."""
         if kind == "modified":
-            self._writing[path] = time.monotonic()
+            self._writing[path] = (time.monotonic(), OPEN_WRITE_LIMIT)
+        elif kind == "created":  # by open(): writes and a close follow; moved in from elsewhere: nothing follows
+            self._writing[path] = (time.monotonic(), CREATED_GRACE)
         elif kind in ("closed", "deleted", "moved"):
             self._writing.pop(path, None)
             if dest is not None:
@@ -69,7 +74,7 @@ class SpecSource:
     def _being_written(self, path: str, mtime: float, now: float) -> bool:
         if self._closes_reported:
             last = self._writing.get(path)
-            return last is not None and time.monotonic() - last < OPEN_WRITE_LIMIT
+            return last is not None and time.monotonic() - last[0] < last[1]
         return self._quiet is not None and now - mtime < self._quiet
 
     def desired(self, name: str) -> Desired:

@@ -38,7 +38,8 @@ def say_stopping(d: Draft, c: ContainerInfo, reason: str) -> None:
 
 
 def spec_deleted(d: Draft) -> None:
-    """Every container of the job stops; once none runs, the record says Stopped (SpecDeleted) and is kept."""
+    """Every container of the job stops; once none runs and the stopped attempt's exit is recorded, the record says
+    Stopped (SpecDeleted) and is kept."""
     st = d.st
     live = [c for c in d.observed.containers if is_live(c)]
     if live and st.phase in ACTIVE_PHASES and st.reason != "Stopping":
@@ -55,8 +56,8 @@ def spec_deleted(d: Draft) -> None:
             d.record_unseen_exit(c, "SpecDeleted")
             d.remove_when_drained(c)
     forget_done_stop(d)
-    if live and st.phase in ACTIVE_PHASES:
-        return
+    if (live or st.stopping is not None) and st.phase in ACTIVE_PHASES:
+        return  # Stopped once the container is gone and its exit recorded
     if st.phase in ACTIVE_PHASES or (st.phase == "Stopped" and st.reason != "SpecDeleted"):
         d.pause_clock()
         d.set_phase("Stopped", "SpecDeleted", "the spec file was removed")

@@ -73,7 +73,7 @@ def test_a_job_that_ignores_sigterm_is_never_stopped_while_its_container_runs(da
 def test_a_python_job_as_pid_1_stops_within_2_s_of_a_delete(data, controller):
     name = job_name("py-pid1")
     loop = "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)"
-    doc = spec_doc(name, image=PYTHON, command=["python", "-c", loop])
+    doc = spec_doc(name, image=PYTHON, command=["python3", "-c", loop])
     path = write_spec(data, doc)
     wait_phase(data, name, "Running")
     wait_for(lambda: "up" in read_log(data, name), what="python to start")

@@ -671,6 +671,16 @@ def test_spec_deleted_stops_the_running_container_and_is_stopped_only_once_it_is
     assert "SpecDeleted" in reasons(d)
 
 
+def test_spec_deleted_is_stopped_once_the_exit_is_recorded_not_before():
+    job, c = running_job(M)
+    job.edit(None).step(c, now=at(10))
+    gone = exited(M, 1, 143, finished=at(11))
+    d = job.step(gone, now=at(11), undrained=(gone.name,))  # its last log lines are still being read
+    assert (d.status.phase, d.status.reason, d.status.stopping is not None) == ("Running", "Stopping", True)
+    st = job.step(gone, now=at(12)).status
+    assert (st.phase, st.stopping, st.history[-1].outcome) == ("Stopped", None, "Stopped")
+
+
 def test_spec_deleted_stop_falls_back_to_the_default_grace():
     job, c = running_job(M)
     c = dataclasses.replace(c, stop_grace=None)

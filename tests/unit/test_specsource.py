@@ -214,6 +214,20 @@ def test_with_inotify_a_writer_that_keeps_a_file_open_and_idle_is_not_waited_for
     source.file_event("modified", str(path))
     assert source.scan().changed == set()
     monkeypatch.setattr(specsource, "OPEN_WRITE_LIMIT", 0.0)
+    source.file_event("modified", str(path))  # its last write, long ago
+    assert source.scan().changed == {"a"}
+
+
+def test_with_inotify_a_new_file_waits_briefly_for_its_first_write(data: Path, source: SpecSource, monkeypatch):
+    """A file moved in from another folder is reported as created and never written or closed: taken after a beat."""
+    import controller.specsource as specsource
+
+    source.watched(closes_reported=True)
+    path = put(data / "specs" / "a.yaml", doc("a"), young=True)
+    source.file_event("created", str(path))
+    assert source.scan().changed == set()
+    monkeypatch.setattr(specsource, "CREATED_GRACE", 0.0)
+    source.file_event("created", str(path))
     assert source.scan().changed == {"a"}
 
 
