@@ -75,6 +75,9 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
     return ContainerInfo(**base, state=state or "unknown")
 
 
+INIT_EXEC_FAILED = 127  # docker-init's exit code when it cannot exec the container's program
+
+
 class DockerRuntime:
     """Docker behind the `Runtime` interface. Calls time out, and engine errors become our error types."""
 
@@ -206,7 +209,22 @@ class DockerRuntime:
         info = self.inspect(created["Id"])
         if info is None:
             raise RuntimeUnavailable(f"container {req.name} vanished right after start")
+        if req.init and info.exited and info.exit_code == INIT_EXEC_FAILED:
+            self._refused_by_init(created["Id"])
         return info
+
+    def _refused_by_init(self, container: str) -> None:
+        """With an init process the engine no longer refuses a program that does not exist: the init reports it and
+        exits 127 at once. Its message is the engine's refusal, so the attempt fails as a refused start would."""
+        try:
+            text = self._call(self._api.logs, container, stdout=True, stderr=True, tail=5).decode(errors="replace")
+        except derr.APIError:
+            return
+        line = next((ln for ln in text.splitlines() if ln.startswith("[FATAL tini") and " exec " in ln), None)
+        if line is None:
+            return
+        self.remove(container)
+        raise CreateRejected(f"the container's program could not be started: {line.split('] ', 1)[-1]}")
 
     def stats(self, name: str) -> ContainerStats | None:
         try:
