@@ -238,7 +238,7 @@ class JobIndex:
             if not self._refreshing:
                 self._refreshing = True
                 threading.Thread(target=self._refresh, name="index-refresh", daemon=True).start()
-        return self._snap
+        return self._with_submitted(self._snap) if self._submitted else self._snap
 
     def _refresh(self) -> None:
         try:
