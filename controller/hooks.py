@@ -18,8 +18,14 @@ from .status import AttemptRecord, JobStatus
 log = structlog.get_logger("opeva.hooks")
 
 
+class StatusLookup(Protocol):
+    """A job's recorded status by name (a dict of statuses is one)."""
+
+    def get(self, name: str, /) -> JobStatus | None: ...
+
+
 class AttemptHooks(Protocol):
-    def on_start(self, statuses: dict[str, JobStatus]) -> None: ...
+    def on_start(self, statuses: StatusLookup) -> None: ...
 
     def before_start(self, manifest: JobManifest, status: JobStatus, attempt: int, container: str) -> dict[str, str]:
         """Extra environment for the attempt's container."""
@@ -35,7 +41,7 @@ class AttemptHooks(Protocol):
 
 
 class NoHooks:
-    def on_start(self, statuses: dict[str, JobStatus]) -> None:
+    def on_start(self, statuses: StatusLookup) -> None:
         pass
 
     def before_start(self, manifest: JobManifest, status: JobStatus, attempt: int, container: str) -> dict[str, str]:

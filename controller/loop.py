@@ -114,7 +114,8 @@ class Controller:
     def start(self) -> None:
         self._lock = self.store.acquire_lock()
         n = self.statuses.load()
-        self.hooks.on_start(self.statuses.all())
+        self.specs.prime(self.statuses.spec_stamps())
+        self.hooks.on_start(self.statuses)
         log.info(
             "controller_starting",
             data=str(self.store.root),
@@ -124,7 +125,7 @@ class Controller:
         )
         self._watch_specs()  # before the first scan, so no file dropped in between goes unseen until a resync
         self.resync(full=True)
-        self.capacity.prime(self.statuses.all())
+        self.capacity.prime(self.statuses.live())
         log.info("capacity", **self.scheduler.capacity.describe())
         for i in range(self.settings.workers):
             self._spawn(self._worker, f"worker-{i}")
@@ -246,7 +247,7 @@ class Controller:
 
     def _record_unchanged(self, name: str) -> None:
         try:
-            if self.statuses.get(name) is not None:
+            if self.statuses.has(name):
                 self.store.append_events(
                     name,
                     [
@@ -289,7 +290,9 @@ class Controller:
         except RuntimeUnavailable as err:
             self._engine_down(str(err))
         if full:
-            names = self.specs.names() | self.cache.jobs() | set(self.statuses.all())
+            # settled jobs whose records and spec files are as they were cannot decide anything new
+            quiet = self.statuses.quiet(self.specs.stamp, exclude=self.store.deleted_jobs())
+            names = (self.specs.names() | self.statuses.names()) - quiet | self.cache.jobs()
         else:
             names = self.cache.jobs() | set(self._unsettled)
         for name in sorted(names):
@@ -378,7 +381,7 @@ class Controller:
     def _write_index(self) -> None:
         self.statuses.index_dirty.clear()
         try:
-            self.store.write_job_track(self.statuses.all())
+            self.statuses.write_indexes()
         except StoreError:
             self.statuses.index_dirty.set()
             raise

@@ -104,6 +104,8 @@ class Reconciler:
             self.capacity.settle(name, observed, admission, decision)
         requeue = decision.requeue_after
         if not decision.actions:
+            if requeue is None and not observed.containers:
+                self.statuses.settle(name, self.specs.stamp(name))  # kept small until something changes
             return requeue
         crash_point("after_intent")
         after = self.actions.perform(name, desired, decision.status, decision.actions)

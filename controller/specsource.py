@@ -1,8 +1,10 @@
 """The specs folder as desired state: a cached, recursive scan that says which job names changed.
 
 A file is re-read only when its (mtime, size, inode) changes, so a resync over thousands of specs costs one
-directory walk. A file that does not parse and was written moments ago is given a moment to be finished before it
-is reported, so an editor's non-atomic save does not flash an InvalidSpec.
+directory walk. Files that settled jobs were last decided with (`prime`) are not even parsed at start while their
+stamp is the same: they are parsed when their job is looked at. A file that does not parse and was written moments
+ago is given a moment to be finished before it is reported, so an editor's non-atomic save does not flash an
+InvalidSpec.
 
 A file is taken only once its writer is done, so a slow copy whose first part happens to be a valid spec never
 starts a run of that part. With inotify the watcher reports each write and each close-after-write (`file_event`):
@@ -25,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from .decide import Desired
+from .settledindex import SpecStamp
 from .spec import JobManifest, LoadedSpec, is_spec_name, load_spec_file
 
 log = structlog.get_logger("opeva.specs")
@@ -46,8 +49,11 @@ class SpecSource:
     def __init__(self, specs_dir: Path, data_dir: Path):
         self.specs_dir = specs_dir
         self.data_dir = data_dir
-        self._files: dict[str, tuple[tuple[int, int, int], LoadedSpec]] = {}
+        self._files: dict[str, tuple[tuple[int, int, int], LoadedSpec | None]] = {}  # None: not parsed yet
         self._desired: dict[str, Desired] = {}
+        self._deferred: dict[str, str] = {}  # job name -> path of its spec file, not parsed yet
+        self._known: dict[str, tuple[tuple[int, int, int], str]] = {}  # path -> (stamp, job name) from `prime`
+        self._deferred_names: dict[str, str] = {}  # path -> job name, for files not parsed yet
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()
         # path -> (monotonic time, how long it may wait) of its last creation or write, until its writer closes it
@@ -77,13 +83,45 @@ class SpecSource:
             return last is not None and time.monotonic() - last[0] < last[1]
         return self._quiet is not None and now - mtime < self._quiet
 
+    def prime(self, known: dict[str, SpecStamp]) -> None:
+        """Before the first scan: job name -> the spec file stamp it settled with. Such a file, found unchanged,
+        is not parsed until its job is looked at."""
+        root = str(self.specs_dir)
+        self._known = {os.path.join(root, rel): ((m, size, ino), name) for name, (rel, m, size, ino) in known.items()}
+
     def desired(self, name: str) -> Desired:
         with self._lock:
-            return self._desired.get(name) or Desired(name)
+            d = self._desired.get(name)
+            path = self._deferred.get(name) if d is None else None
+        if d is not None:
+            return d
+        return Desired(name) if path is None else self._parse_deferred(name, path)
+
+    def _parse_deferred(self, name: str, path: str) -> Desired:
+        loaded = load_spec_file(Path(path), self.specs_dir)
+        d = self._desired_of(loaded, path[len(str(self.specs_dir)) + 1 :])
+        with self._lock:
+            entry = self._files.get(path)
+            if self._deferred.get(name) == path and entry is not None and loaded.name == name:
+                self._files[path] = (entry[0], loaded)
+                self._desired[name] = d
+                del self._deferred[name]
+        return d if loaded.name == name else Desired(name)
 
     def names(self) -> set[str]:
         with self._lock:
-            return set(self._desired)
+            return set(self._desired) | set(self._deferred)
+
+    def stamp(self, name: str) -> SpecStamp | None:
+        """The job's spec file (relative path, mtime_ns, size, inode) as last scanned; None without one."""
+        with self._lock:
+            d = self._desired.get(name)
+            path = os.path.join(str(self.specs_dir), d.spec_file) if d is not None and d.spec_file else None
+            path = path or self._deferred.get(name)
+            entry = self._files.get(path) if path else None
+        if path is None or entry is None:
+            return None
+        return (path[len(str(self.specs_dir)) + 1 :], *entry[0])
 
     def scan(self) -> ScanResult:
         """One scan at a time (the watcher and the resync both scan), so an older view never replaces a newer."""
@@ -92,7 +130,7 @@ class SpecSource:
 
     def _scan(self) -> ScanResult:
         result = ScanResult()
-        seen: dict[str, tuple[tuple[int, int, int], LoadedSpec]] = {}
+        seen: dict[str, tuple[tuple[int, int, int], LoadedSpec | None]] = {}
         now = time.time()
         touched = False  # any file added, changed or removed since the last scan
         for path, st in self._walk():
@@ -100,6 +138,11 @@ class SpecSource:
             old = self._files.get(path)
             if old is not None and old[0] == sig:
                 seen[path] = old
+                continue
+            known = self._known.pop(path, None)
+            if old is None and known is not None and known[0] == sig:
+                seen[path] = (sig, None)  # as its settled job last saw it: parsed when the job is looked at
+                self._deferred_names[path] = known[1]
                 continue
             if self._being_written(path, st.st_mtime, now):
                 result.unsettled = True
@@ -113,19 +156,25 @@ class SpecSource:
                     seen[path] = old
                 continue
             touched = True
-            if old is not None and old[1] == loaded:
+            if old is not None and old[1] is not None and old[1] == loaded:
                 result.rewritten_same.add(loaded.name)
             seen[path] = (sig, loaded)
         touched = touched or seen.keys() != self._files.keys()
         # nothing touched: the names stay, only a configFile may have appeared or gone since
-        desired = self._build(seen) if touched else self._recheck_config(self._desired)
+        if touched:
+            desired, deferred = self._build(seen)
+        else:
+            desired, deferred = self._recheck_config(self._desired), self._deferred
         with self._lock:
-            previous = self._desired
+            previous, previous_deferred = self._desired, self._deferred
             self._files = seen
             self._desired = desired
-        if desired is not previous:
-            for name in set(previous) | set(desired):
-                if previous.get(name) != desired.get(name):
+            self._deferred = deferred
+        if desired is not previous or deferred is not previous_deferred:
+            for name in set(previous) | set(desired) | set(previous_deferred) | set(deferred):
+                if name in deferred and name not in previous and name not in previous_deferred:
+                    continue  # first seen as its settled job last saw it (`prime`): no change
+                if previous.get(name) != desired.get(name) or previous_deferred.get(name) != deferred.get(name):
                     result.changed.add(name)
         result.rewritten_same -= result.changed
         return result
@@ -167,22 +216,34 @@ class SpecSource:
                     out[name] = dataclasses.replace(d, config_missing=missing)
         return out
 
-    def _build(self, files: dict[str, tuple[tuple[int, int, int], LoadedSpec]]) -> dict[str, Desired]:
-        """Name -> desired state. Two files naming one job: the first path in sorted order wins, loudly."""
+    def _build(
+        self, files: dict[str, tuple[tuple[int, int, int], LoadedSpec | None]]
+    ) -> tuple[dict[str, Desired], dict[str, str]]:
+        """Name -> desired state, and name -> path of files not parsed yet. Two files naming one job: the first
+        path in sorted order wins, loudly."""
         out: dict[str, Desired] = {}
+        deferred: dict[str, str] = {}
         root = len(str(self.specs_dir)) + 1
         for path in sorted(files):
             loaded = files[path][1]
             rel = path[root:]
-            existing = out.get(loaded.name)
-            if existing is not None:
-                log.warning("duplicate_job_name", job=loaded.name, file=rel, kept=existing.spec_file)
+            name = loaded.name if loaded is not None else self._deferred_names[path]
+            existing = out.get(name)
+            if existing is not None or name in deferred:
+                kept = existing.spec_file if existing is not None else deferred[name][root:]
+                log.warning("duplicate_job_name", job=name, file=rel, kept=kept)
                 continue
-            out[loaded.name] = Desired(
-                loaded.name,
-                manifest=loaded.manifest,
-                error=loaded.error,
-                spec_file=rel,
-                config_missing=self._config_missing(loaded.manifest),
-            )
-        return out
+            if loaded is None:
+                deferred[name] = path
+            else:
+                out[name] = self._desired_of(loaded, rel)
+        return out, deferred
+
+    def _desired_of(self, loaded: LoadedSpec, rel: str) -> Desired:
+        return Desired(
+            loaded.name,
+            manifest=loaded.manifest,
+            error=loaded.error,
+            spec_file=rel,
+            config_missing=self._config_missing(loaded.manifest),
+        )

@@ -15,13 +15,14 @@ import socket
 import stat
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import structlog
 
+from .jobrow import Row, row_dict, track_row
 from .spec import is_valid_name
 from .status import Event, JobStatus, iso, utcnow
 
@@ -394,26 +395,12 @@ class DataStore:
     # ---- index and heartbeat -----------------------------------------------------------------------------
     def write_job_track(self, statuses: dict[str, JobStatus]) -> None:
         """The seed's index, derived from the per-job records: it can always be rebuilt, so it is never the truth."""
-        track = {
-            name: {
-                "job_id": name,
-                "container_id": s.containerId,
-                "container_name": s.containerName,
-                "status": s.seed_status,
-                "phase": s.phase,
-                "reason": s.reason,
-                "attempts": s.attempts,
-                "queue_position": s.queuePosition,
-                "labels": s.labels,
-                "updated_at": iso(s.updatedAt),
-                "submitted_at": iso(s.submittedAt),
-                "started_at": iso(s.startedAt),
-                "finished_at": iso(s.finishedAt),
-                "outcomes": _outcome_counts(s),
-            }
-            for name, s in sorted(statuses.items())
-        }
-        atomic_write_json(self.root / "job_track.json", track)
+        self.write_job_rows(track_row(s) for _, s in sorted(statuses.items()))
+
+    def write_job_rows(self, rows: Iterable[Row]) -> None:
+        """job_track.json from job-list rows (sorted by name)."""
+        track = {row[0]: row_dict(row) for row in rows}
+        atomic_write_bytes(self.root / "job_track.json", json.dumps(track, separators=(",", ":")).encode())
 
     def write_heartbeat(self, info: dict[str, Any]) -> None:
         atomic_write_bytes(
@@ -438,16 +425,6 @@ class DataStore:
     # ---- the controller lock -----------------------------------------------------------------------------
     def acquire_lock(self) -> ControllerLock:
         return ControllerLock.acquire(self.state_dir / "controller.lock")
-
-
-def _outcome_counts(s: JobStatus) -> dict[str, int]:
-    """Finished attempts by outcome, and `Running` for an attempt under way, for the attempt metrics."""
-    counts: dict[str, int] = {}
-    for h in s.history:
-        counts[h.outcome] = counts.get(h.outcome, 0) + 1
-    if s.phase == "Running" and s.containerName and not s.recorded(s.containerName):
-        counts["Running"] = 1
-    return counts
 
 
 class ControllerLock:

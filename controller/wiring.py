@@ -45,9 +45,16 @@ def build_controller(settings: Settings, runtime: Runtime, hooks: AttemptHooks |
             queues=settings.queues,
         )
     )
-    statuses = StatusCache(store)
-    host = HostFacts.of_this_host()
     instance = store.instance_id()
+    # what a settled job's decision depends on besides its files: an index made under other settings is not used
+    context = {
+        "instance": instance,
+        "keep_finished_containers": settings.keep_finished_containers,
+        "ttl_succeeded": settings.ttl_succeeded,
+        "ttl_failed": settings.ttl_failed,
+    }
+    statuses = StatusCache(store, context)
+    host = HostFacts.of_this_host()
     recorder = Recorder(store, statuses, hooks)
     capacity = CapacityGlue(scheduler, cache, specs, queue.add_after)
     actions = Actions(
@@ -99,7 +106,7 @@ def build_controller(settings: Settings, runtime: Runtime, hooks: AttemptHooks |
         host=host,
         reconciler=reconciler,
         capacity=capacity,
-        sampler=Sampler(store, runtime, lambda: list(statuses.all().values()), on_sample=hooks.resource_sample),
+        sampler=Sampler(store, runtime, lambda: list(statuses.live().values()), on_sample=hooks.resource_sample),
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 
 from ..decide import run_key
+from ..hooks import StatusLookup
 from ..spec import JobManifest
 from ..status import AttemptRecord, JobStatus
 from ..store import DataStore, StoreError, atomic_write_bytes, open_job_file, read_json
@@ -64,7 +65,7 @@ class MlflowHooks:
         self._git: tuple[float, str | None] = (0.0, None)
 
     # ---- AttemptHooks -----------------------------------------------------------------------------------------
-    def on_start(self, statuses: dict[str, JobStatus]) -> None:
+    def on_start(self, statuses: StatusLookup) -> None:
         n = self.outbox.load()
         self.sweep(statuses)
         self.sender.start()
@@ -258,7 +259,7 @@ class MlflowHooks:
             self.outbox.append(entry, {"kind": "metrics", "metrics": values.metric_list(found, step, now_ms())})
         self.sender.wake.set()
 
-    def sweep(self, statuses: dict[str, JobStatus] | None) -> None:
+    def sweep(self, statuses: StatusLookup | None) -> None:
         """Close the runs of attempts that ended without `after_finish` reaching us."""
         for entry in self.outbox.entries():
             if entry.closing:
