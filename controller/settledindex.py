@@ -20,8 +20,9 @@ from .store import atomic_write_bytes
 
 log = structlog.get_logger("opeva.index")
 
-VERSION = 1
+VERSION = 2
 FILE = "settled-index.json"
+LABELS, OUTCOMES = TRACK_FIELDS.index("labels"), TRACK_FIELDS.index("outcomes")
 StatusStamp = tuple[int, int]  # status.json (mtime_ns, size)
 SpecStamp = tuple[str, int, int, int]  # spec file relative to the specs folder, (mtime_ns, size, inode)
 
@@ -42,8 +43,32 @@ class Settled:
 
 
 def write(state_dir: Path, context: dict[str, Any], settled: dict[str, Settled]) -> None:
-    jobs = [[name, *e.stamp, list(e.spec) if e.spec else None, *e.row[1:]] for name, e in settled.items()]
-    body = {"version": VERSION, "context": context, "fields": TRACK_FIELDS, "jobs": jobs}
+    """Label sets and outcome counts repeat across thousands of jobs: each distinct one is written once, in a table,
+    and rows refer to it by position (smaller file, faster start, one shared dict of each in memory)."""
+    tables: dict[int, dict[str, int]] = {LABELS: {}, OUTCOMES: {}}
+    shared: dict[int, list[Any]] = {LABELS: [], OUTCOMES: []}
+
+    def ref(col: int, value: dict) -> int:
+        key = json.dumps(value, sort_keys=True)
+        i = tables[col].get(key)
+        if i is None:
+            i = tables[col][key] = len(shared[col])
+            shared[col].append(value)
+        return i
+
+    jobs = []
+    for e in settled.values():
+        row = list(e.row)
+        row[LABELS], row[OUTCOMES] = ref(LABELS, row[LABELS]), ref(OUTCOMES, row[OUTCOMES])
+        jobs.append([*e.stamp, list(e.spec) if e.spec else None, *row])
+    body = {
+        "version": VERSION,
+        "context": context,
+        "fields": TRACK_FIELDS,
+        "labels": shared[LABELS],
+        "outcomes": shared[OUTCOMES],
+        "jobs": jobs,
+    }
     atomic_write_bytes(state_dir / FILE, json.dumps(body, separators=(",", ":")).encode())
 
 
@@ -63,18 +88,16 @@ def read(state_dir: Path, context: dict[str, Any]) -> dict[str, Settled] | None:
         if body["context"] != context:
             log.info("settled_index_stale", reason="settings changed", action="every record is read")
             return None
-        labels: dict[tuple, dict] = {}
+        labels, outcomes = body["labels"], body["outcomes"]
         out: dict[str, Settled] = {}
-        n = len(TRACK_FIELDS)
+        width = len(TRACK_FIELDS) + 3
         for item in body["jobs"]:
-            name, mtime, size, spec, *rest = item
-            if len(rest) != n - 1 or not isinstance(name, str):
-                raise ValueError(f"bad entry for {name!r}")
-            row = (name, *rest)
-            key = tuple(sorted(row[8].items()))  # many jobs share one label set: keep one dict of each
-            row = (*row[:8], labels.setdefault(key, row[8]), *row[9:])
-            out[name] = Settled((int(mtime), int(size)), tuple(spec) if spec else None, row)
+            if len(item) != width or not isinstance(item[3], str):
+                raise ValueError(f"bad entry {item[:4]!r}")
+            mtime, size, spec, *row = item
+            row[LABELS], row[OUTCOMES] = labels[row[LABELS]], outcomes[row[OUTCOMES]]
+            out[row[0]] = Settled((mtime, size), tuple(spec) if spec else None, tuple(row))
         return out
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, IndexError) as err:
         log.warning("settled_index_unreadable", file=str(path), error=str(err), action="every record is read")
         return None

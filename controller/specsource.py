@@ -87,7 +87,7 @@ class SpecSource:
         """Before the first scan: job name -> the spec file stamp it settled with. Such a file, found unchanged,
         is not parsed until its job is looked at."""
         root = str(self.specs_dir)
-        self._known = {os.path.join(root, rel): ((m, size, ino), name) for name, (rel, m, size, ino) in known.items()}
+        self._known = {f"{root}/{rel}": ((m, size, ino), name) for name, (rel, m, size, ino) in known.items()}
 
     def desired(self, name: str) -> Desired:
         with self._lock:

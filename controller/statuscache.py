@@ -48,6 +48,7 @@ class StatusCache:
         self._settled: dict[str, Settled] = {}
         self._phases: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._fresh = False  # every settled entry's status.json was stamped just now (by `load`)
         self.index_dirty = threading.Event()
 
     # ---- start ------------------------------------------------------------------------------------------------
@@ -72,6 +73,7 @@ class StatusCache:
         with self._lock:
             self._statuses = live
             self._settled = settled
+            self._fresh = True
             self._phases = Counter(st.phase for st in live.values())
             self._phases.update(e.phase for e in settled.values())
         log.info(
@@ -135,15 +137,18 @@ class StatusCache:
 
     def quiet(self, spec_stamp: Callable[[str], SpecStamp | None], exclude: set[str]) -> set[str]:
         """Settled jobs whose status.json and spec file are as they were when they settled: a look at them cannot
-        decide anything new, so a full resync skips them. A changed one is left out (and so looked at)."""
+        decide anything new, so a full resync skips them. A changed one is left out (and so looked at).
+
+        The status files were all just stamped by `load`, so the first call after it does not stat them again."""
         with self._lock:
             settled = list(self._settled.items())
+            restat, self._fresh = not self._fresh, False
         jobs = str(self.store.jobs_dir)
         out = set()
         for name, e in settled:
             if name in exclude or spec_stamp(name) != e.spec:
                 continue
-            if _stamp(f"{jobs}/{name}/status.json") == e.stamp:
+            if not restat or _stamp(f"{jobs}/{name}/status.json") == e.stamp:
                 out.add(name)
         return out
 
