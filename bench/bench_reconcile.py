@@ -71,7 +71,7 @@ def wait_until(check, timeout: float = 120.0, interval: float = 0.002) -> None:
         time.sleep(interval)
 
 
-def start_controller(data: Path, *extra: str) -> subprocess.Popen:
+def start_controller(data: Path, *extra: str, timeout: float = 60) -> subprocess.Popen:
     log = open(data.parent / "controller.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "run", "--data", str(data), "--no-api", *extra],
@@ -80,7 +80,7 @@ def start_controller(data: Path, *extra: str) -> subprocess.Popen:
         cwd=ROOT,
     )
     beat = data / ".opeva" / "heartbeat.json"
-    wait_until(lambda: beat.exists() and json.loads(beat.read_text() or "{}").get("pid") == proc.pid, 60, 0.05)
+    wait_until(lambda: beat.exists() and json.loads(beat.read_text() or "{}").get("pid") == proc.pid, timeout, 0.05)
     return proc
 
 

@@ -100,7 +100,7 @@ def main() -> None:
         running = [f"run-{tag}-{i}" for i in range(args.running)]
         pending = [f"pend-{tag}-{i}" for i in range(args.pending)]
         if running:
-            proc = start_controller(data)
+            proc = start_controller(data, timeout=600)
             try:
                 for name in running:
                     drop(data, spec(name, ["sleep 3600"]))
@@ -113,7 +113,7 @@ def main() -> None:
         floor = floor_seconds(data)
 
         t0 = time.perf_counter()
-        proc = start_controller(data, "--resync", "10")
+        proc = start_controller(data, "--resync", "10", timeout=600)
         ready = time.perf_counter() - t0
         try:
             wait_until(lambda: all(phase(data, n) == "Running" for n in running + pending), 600, 0.05)

@@ -359,8 +359,6 @@ class Controller:
         last_error, last_logged = "", 0.0
         while not self._stop.is_set():
             try:
-                if self.statuses.index_dirty.is_set():
-                    self._write_index()
                 self.store.write_heartbeat(
                     {
                         "docker": self.docker_ok,
@@ -370,6 +368,8 @@ class Controller:
                         **metrics.heartbeat_fields(self.scheduler, self.sampler.latest),
                     }
                 )
+                if self.statuses.index_dirty.is_set():  # after the heartbeat: 100,000 rows take a moment
+                    self._write_index()
             except StoreError as err:
                 if str(err) != last_error or time.monotonic() - last_logged > 60:
                     log.warning("record_write_failed", error=str(err))

@@ -83,7 +83,8 @@ class StatusCache:
             stale_in_index=stale,
             index="missing or unusable" if index is None else "used",
         )
-        self.index_dirty.set()
+        if index is None or stale or len(settled) != len(index):  # else the indexes on disk still hold
+            self.index_dirty.set()
         return len(live) + len(settled)
 
     def spec_stamps(self) -> dict[str, SpecStamp]:

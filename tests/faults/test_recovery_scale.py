@@ -21,17 +21,12 @@ from .invariants import EventRecorder, check, counting_script, instance_of, repo
 LINES = 5
 
 
-@pytest.mark.long
-@pytest.mark.parametrize("total", [100, 1000])
-def test_recovery_time(tmp_path, total):
-    data = tmp_path / "data"
-    (data / "specs").mkdir(parents=True)
-    ctl = ControllerProcess(data).start()
-    recorder = EventRecorder(instance_of(data)).start()
-    exited = [job_name(f"rec{total}-exit-{i}") for i in range(5)]
-    running = [job_name(f"rec{total}-run-{i}") for i in range(5)]
+def start_ten(data, prefix: str, before_exit: str) -> tuple[list[str], list[str]]:
+    """Five jobs that print and exit after `before_exit`, five that print and keep running; back once all run."""
+    exited = [job_name(f"{prefix}-exit-{i}") for i in range(5)]
+    running = [job_name(f"{prefix}-run-{i}") for i in range(5)]
     for n in exited:
-        write_spec(data, shell_spec(n, f"sleep 2; {counting_script(LINES, 0.01)}"))
+        write_spec(data, shell_spec(n, f"{before_exit}; {counting_script(LINES, 0.01)}"))
     for n in running:
         write_spec(data, shell_spec(n, counting_script(LINES, 0.01, then="sleep 300"), terminationGracePeriodSeconds=1))
     for n in exited + running:
@@ -39,6 +34,17 @@ def test_recovery_time(tmp_path, total):
         while (st := read_status(data, n)) is None or st["phase"] != "Running":
             assert time.monotonic() - t0 < 60, f"{n} never ran"
             time.sleep(0.05)
+    return exited, running
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("total", [100, 1000])
+def test_recovery_time(tmp_path, total):
+    data = tmp_path / "data"
+    (data / "specs").mkdir(parents=True)
+    ctl = ControllerProcess(data).start()
+    recorder = EventRecorder(instance_of(data)).start()
+    exited, running = start_ten(data, f"rec{total}", "sleep 2")
     ctl.kill()
     seeded = seed_finished(
         data,
@@ -99,18 +105,8 @@ def test_recovery_with_a_year_of_history(tmp_path):
         time.sleep(1)
     first_index = time.monotonic() - t0
     recorder = EventRecorder(instance_of(data)).start()
-    exited = [job_name(f"year-exit-{i}") for i in range(5)]
-    running = [job_name(f"year-run-{i}") for i in range(5)]
-    for n in exited:
-        gate = "while [ ! -e /data/release ]; do sleep 0.1; done"  # they exit once the controller is down
-        write_spec(data, shell_spec(n, f"{gate}; {counting_script(LINES, 0.01)}"))
-    for n in running:
-        write_spec(data, shell_spec(n, counting_script(LINES, 0.01, then="sleep 300"), terminationGracePeriodSeconds=1))
-    for n in exited + running:
-        t1 = time.monotonic()
-        while (st := read_status(data, n)) is None or st["phase"] != "Running":
-            assert time.monotonic() - t1 < 60, f"{n} never ran"
-            time.sleep(0.05)
+    # the five 'exited' ones wait for DATA/release, created once the controller is down
+    exited, running = start_ten(data, "year", "while [ ! -e /data/release ]; do sleep 0.1; done")
     ctl.kill()
     (data / "release").touch()
     time.sleep(3)  # the 'exited' jobs finish while no controller runs
