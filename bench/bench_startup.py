@@ -5,7 +5,7 @@
 A data folder with FINISHED settled jobs (seeded as a controller leaves them; reused when --data already holds
 them), RUNNING jobs whose containers are up and PENDING specs dropped while the controller was down. Then `opeva run`
 is started and timed to ready (heartbeat) and until every running job is adopted and every pending one is running.
-The floor is a bare Python loop that stats and reads every status.json of the folder (warm cache).
+The floor is a bare Python loop that stats and reads every status record of the folder (warm cache).
 """
 
 from __future__ import annotations
@@ -40,14 +40,13 @@ from bench.seed import seed_finished  # noqa: E402
 
 
 def floor_seconds(data: Path) -> float:
-    """Stat and read every record: what any start-up must at least do if it looked at each job once."""
+    """Stat and read every status record: what any start-up must at least do if it looked at each job once."""
     t0 = time.perf_counter()
-    with os.scandir(data / "jobs") as it:
+    with os.scandir(data / ".opeva" / "status") as it:
         for entry in it:
-            path = os.path.join(entry.path, "status.json")
             try:
-                os.stat(path)
-                with open(path, "rb") as f:
+                os.stat(entry.path)
+                with open(entry.path, "rb") as f:
                     f.read()
             except OSError:
                 pass

@@ -1,5 +1,5 @@
 """Seed a data folder with finished jobs exactly as a controller would have left them (for benchmarks and the
-recovery-time test): spec file, status.json with history, and a log. No containers are run.
+recovery-time test): spec file, status record (and its copy) with history, and a log. No containers are run.
 
 One job is built through the real models; the rest are that job's files with the name (and the generation, hashed
 the way `generation_hash` does) substituted, so 100,000 jobs seed in seconds rather than minutes.
@@ -67,6 +67,8 @@ def seed_finished(
         ],
     )
     status_text = json.dumps(st.model_dump(mode="json"))
+    records = data / ".opeva" / "status"
+    records.mkdir(parents=True, exist_ok=True)
     names = []
     for i in range(count):
         name = f"{prefix}-{i:05d}"
@@ -76,7 +78,9 @@ def seed_finished(
         d = data / "jobs" / name
         (d / "logs").mkdir(parents=True, exist_ok=True)
         text = status_text.replace(f"{TEMPLATE}-{gen0[:8]}", f"{name}-{gen[:8]}").replace(gen0, gen)
-        (d / "status.json").write_text(text.replace(TEMPLATE, name))
+        text = text.replace(TEMPLATE, name)
+        (records / f"{name}.json").write_text(text)  # the authoritative record, and the copy beside the job's files
+        (d / "status.json").write_text(text)
         (d / "logs" / f"{name}.log").write_text("done\n")
         names.append(name)
     os.sync()

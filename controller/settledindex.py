@@ -1,8 +1,8 @@
 """The settled-jobs index: DATA/.opeva/settled-index.json, so a restart need not read every finished job's record.
 
 A settled job is one whose last look asked for no other (finished or stopped, no container). For each, the index
-keeps the stamp of its status.json (mtime, size), the stamp of its spec file at the time it settled, and its row of
-the job list. At start a job whose status.json still has the recorded stamp is taken from the index without being
+keeps the stamp of its status record (mtime, size), the stamp of its spec file at the time it settled, and its row of
+the job list. At start a job whose status record still has the recorded stamp is taken from the index without being
 read; any other is read as usual. The index is derived, never the truth: a missing, unreadable, foreign or
 mismatching index is ignored (every record is read) and written again.
 """
@@ -23,7 +23,7 @@ log = structlog.get_logger("opeva.index")
 VERSION = 2
 FILE = "settled-index.json"
 LABELS, OUTCOMES = TRACK_FIELDS.index("labels"), TRACK_FIELDS.index("outcomes")
-StatusStamp = tuple[int, int]  # status.json (mtime_ns, size)
+StatusStamp = tuple[int, int]  # the status record (mtime_ns, size)
 SpecStamp = tuple[str, int, int, int]  # spec file relative to the specs folder, (mtime_ns, size, inode)
 
 

@@ -39,6 +39,19 @@ def _stamp(path: str) -> StatusStamp | None:
     return (st.st_mtime_ns, st.st_size)
 
 
+class _Records:
+    """Where a job's status record is: DATA/.opeva/status/NAME.json, or in a folder from before the record moved
+    there, the copy in DATA/jobs/NAME/status.json (what `DataStore.read_status` reads)."""
+
+    def __init__(self, store: DataStore):
+        self.records = str(store.state_dir / "status")
+        self.jobs = str(store.jobs_dir)
+
+    def stamp(self, name: str) -> StatusStamp | None:
+        stamp = _stamp(f"{self.records}/{name}.json")
+        return stamp if stamp is not None else _stamp(f"{self.jobs}/{name}/status.json")
+
+
 class StatusCache:
     def __init__(self, store: DataStore, context: dict[str, Any] | None = None):
         """`context`: the settings a settled job's decision depends on; an index made under others is not used."""
@@ -48,22 +61,22 @@ class StatusCache:
         self._settled: dict[str, Settled] = {}
         self._phases: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._fresh = False  # every settled entry's status.json was stamped just now (by `load`)
+        self._fresh = False  # every settled entry's status record was stamped just now (by `load`)
         self.index_dirty = threading.Event()
 
     # ---- start ------------------------------------------------------------------------------------------------
     def load(self) -> int:
-        """Take each record from the settled index when its status.json is unchanged, else read it; returns how
+        """Take each record from the settled index when its status record is unchanged, else read it; returns how
         many records there are."""
         index = settledindex.read(self.store.state_dir, self.context)
         live: dict[str, JobStatus] = {}
         settled: dict[str, Settled] = {}
         stale = 0
-        jobs = str(self.store.jobs_dir)
+        records = _Records(self.store)
         for name in self.store.recorded_jobs():
             entry = index.get(name) if index is not None else None
             if entry is not None:
-                if _stamp(f"{jobs}/{name}/status.json") == entry.stamp:
+                if records.stamp(name) == entry.stamp:
                     settled[name] = entry
                     continue
                 stale += 1
@@ -137,19 +150,19 @@ class StatusCache:
             return {phase: n for phase, n in self._phases.items() if n}
 
     def quiet(self, spec_stamp: Callable[[str], SpecStamp | None], exclude: set[str]) -> set[str]:
-        """Settled jobs whose status.json and spec file are as they were when they settled: a look at them cannot
+        """Settled jobs whose status record and spec file are as they were when they settled: a look at them cannot
         decide anything new, so a full resync skips them. A changed one is left out (and so looked at).
 
         The status files were all just stamped by `load`, so the first call after it does not stat them again."""
         with self._lock:
             settled = list(self._settled.items())
             restat, self._fresh = not self._fresh, False
-        jobs = str(self.store.jobs_dir)
+        records = _Records(self.store)
         out = set()
         for name, e in settled:
             if name in exclude or spec_stamp(name) != e.spec:
                 continue
-            if not restat or _stamp(f"{jobs}/{name}/status.json") == e.stamp:
+            if not restat or records.stamp(name) == e.stamp:
                 out.add(name)
         return out
 
@@ -180,7 +193,7 @@ class StatusCache:
             st = self._statuses.get(name)
         if st is None or st.phase not in SETTLED_PHASES:
             return
-        stamp = _stamp(str(self.store.status_path(name)))
+        stamp = _Records(self.store).stamp(name)
         if stamp is None:
             return
         entry = Settled(stamp, spec, track_row(st))

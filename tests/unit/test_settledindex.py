@@ -103,7 +103,8 @@ def test_a_record_changed_after_the_index_was_written_is_read_again(tmp_path):
     store = settled_folder(tmp_path, NAMES)
     changed = finished("job-2", phase="Failed").model_copy(update={"reason": "BackoffLimitExceeded"})
     store.write_status(changed)
-    (store.jobs_dir / "job-3" / "status.json").unlink()  # collected by hand
+    store.status_path("job-3").unlink()  # collected by hand
+    store.status_copy_path("job-3").unlink()
     store.write_status(finished("job-9"))  # new since the index
     cache = loaded(store)
     assert set(cache.live()) == {"job-2", "job-9"}
