@@ -80,7 +80,11 @@ def start_controller(data: Path, *extra: str, timeout: float = 60) -> subprocess
         cwd=ROOT,
     )
     beat = data / ".opeva" / "heartbeat.json"
-    wait_until(lambda: beat.exists() and json.loads(beat.read_text() or "{}").get("pid") == proc.pid, timeout, 0.05)
+    try:
+        wait_until(lambda: beat.exists() and json.loads(beat.read_text() or "{}").get("pid") == proc.pid, timeout, 0.05)
+    except BaseException:
+        proc.kill()  # never leave a controller holding the folder's lock
+        raise
     return proc
 
 

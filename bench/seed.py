@@ -1,20 +1,19 @@
 """Seed a data folder with finished jobs exactly as a controller would have left them (for benchmarks and the
 recovery-time test): spec file, status record (and its copy) with history, and a log. No containers are run.
 
-One job is built through the real models; the rest are that job's files with the name (and the generation, hashed
-the way `generation_hash` does) substituted, so 100,000 jobs seed in seconds rather than minutes.
+One job is built through the real models; the rest are that job's files with the name and the generation
+substituted, so 100,000 jobs seed in seconds rather than minutes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import yaml
 
-from controller.spec import CONTROL_FIELDS, parse_document
+from controller.spec import generation_hash, parse_document
 from controller.status import AttemptRecord, JobStatus, utcnow
 
 TEMPLATE = "seedtemplatename"  # a name that occurs nowhere else in the files
@@ -33,8 +32,6 @@ def seed_finished(
         "spec": {"image": image, "command": command, "network": "none"},
     }
     m = parse_document(doc)
-    spec = m.spec.model_dump(mode="json", exclude=set(CONTROL_FIELDS))
-    spec["backoffLimit"] = m.spec.effective_backoff_limit
     spec_text = yaml.safe_dump(doc)
     gen0 = m.generation
     cname0 = f"opeva-{inst}-{TEMPLATE}-{gen0[:8]}-1"
@@ -72,8 +69,7 @@ def seed_finished(
     names = []
     for i in range(count):
         name = f"{prefix}-{i:05d}"
-        canonical = json.dumps({"name": name, "spec": spec}, sort_keys=True, separators=(",", ":"))
-        gen = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        gen = generation_hash(m.model_copy(update={"metadata": m.metadata.model_copy(update={"name": name})}))
         (data / "specs" / f"{name}.yaml").write_text(spec_text.replace(TEMPLATE, name))
         d = data / "jobs" / name
         (d / "logs").mkdir(parents=True, exist_ok=True)
