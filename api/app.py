@@ -26,7 +26,7 @@ from controller.store import DataStore, StoreError
 from .access import Access
 from .configs import ConfigFolder
 from .context import ApiContext
-from .errors import NAME_RULE, ApiError, DomainError, domain_status, short_repr
+from .errors import NAME_RULE, ApiError, DomainError, domain_headers, domain_status, short_repr
 from .index import JobIndex
 from .metrics import build_registry
 from .models import ErrorBody
@@ -37,6 +37,7 @@ from .specfiles import SpecFiles
 from .ui import install_dashboard
 
 log = structlog.get_logger("opeva.api")
+
 
 API_VERSION = "0.1.0"
 PUBLIC_PATHS = frozenset({"/health"})
@@ -280,7 +281,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=domain_status(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=domain_status(exc), headers=domain_headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

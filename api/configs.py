@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
+from controller.jobfiles import open_beneath
+
 from .errors import AlreadyExists, InvalidInput, NotFound, TooLarge, UnsafePath
-from .jobfiles import open_beneath
 
 MAX_CONFIG_BYTES = 256 * 1024
 _PART_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")

@@ -6,6 +6,17 @@ written or read, which is not the caller's fault).
 
 from __future__ import annotations
 
+from controller.errors import (  # noqa: F401  (re-exported: the API's modules import them from here)
+    AlreadyExists,
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    OutOfRange,
+    TooLarge,
+    UnsafePath,
+)
+
 NAME_RULE = (
     "a job name is a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter "
     "or digit, at most 63 characters"
@@ -31,31 +42,7 @@ def short_repr(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# ---- domain errors: raised by the code below the routes, mapped to a status in one place (api/app.py) ----------
-class DomainError(Exception):
-    """A request the service cannot honour, said in the words of the domain, not of HTTP."""
-
-
-class InvalidInput(DomainError):
-    """A value in the request is malformed or names something it must not (a path with '..', a bad file name)."""
-
-
-class NotFound(DomainError):
-    """The thing the request names does not exist."""
-
-
-class AlreadyExists(DomainError):
-    """Creating it would replace something that exists, and the request did not ask for that."""
-
-
-class UnsafePath(DomainError):
-    """A path a job or a user could have planted leads through a link or to something that is not a plain file."""
-
-
-class TooLarge(DomainError):
-    """The content is over a size limit."""
-
-
+# ---- domain errors (defined in controller/errors.py) and the one mapping to HTTP -------------------------------
 class UnknownHost(DomainError):
     """`target_host` names a host this service does not know (the old service answered 400)."""
 
@@ -67,9 +54,9 @@ class CannotRunHere(DomainError):
 DOMAIN_STATUS: dict[type[DomainError], int] = {
     InvalidInput: 422,
     NotFound: 404,
-    AlreadyExists: 409,
-    UnsafePath: 409,
+    Conflict: 409,  # AlreadyExists, UnsafePath (and controller.jobfiles.UnsafeFile) included
     TooLarge: 413,
+    OutOfRange: 416,
     UnknownHost: 400,
     CannotRunHere: 422,
 }
@@ -80,3 +67,7 @@ def domain_status(err: DomainError) -> int:
         if kind in DOMAIN_STATUS:
             return DOMAIN_STATUS[kind]
     return 400
+
+
+def domain_headers(err: DomainError) -> dict[str, str] | None:
+    return {"X-Next-Offset": str(err.size)} if isinstance(err, OutOfRange) else None

@@ -17,41 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.selectors import Selector, labels_match
 from controller.spec import JobManifest, is_valid_name
-from controller.status import SEED_STATUS, STOP_REQUESTED, seed_word
+from controller.status import PHASES, SEED_STATUS, seed_word
 from controller.store import DataStore, read_json
 
-PHASES = ("Pending", "Running", "Succeeded", "Failed", "Stopped")
-_SEED_TO_PHASE = {word: phase for phase, word in SEED_STATUS.items()} | {STOP_REQUESTED: "Running"}
 SCAN_TTL = 2.0
 SUBMITTED_TTL = 60.0  # seconds a written job is listed before the controller has indexed it (no controller running)
-
-
-def normalize_phase(value: str) -> str | None:
-    """A phase from its name in any case, or from the seed's lowercase word (`running`, `finished`, ...)."""
-    low = value.strip().lower()
-    for phase in PHASES:
-        if phase.lower() == low:
-            return phase
-    return _SEED_TO_PHASE.get(low)
-
-
-def parse_label_selector(values: list[str]) -> list[tuple[str, str | None]]:
-    """`k=v` (equal) or `k` (present), each one a requirement; ValueError says which one is malformed."""
-    out: list[tuple[str, str | None]] = []
-    for raw in values:
-        for part in raw.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            key, sep, value = part.partition("=")
-            key = key.strip()
-            if sep and value.startswith("="):  # k==v, as kubectl allows
-                value = value[1:]
-            if not key:
-                raise ValueError(f"label selector {part!r} has no key; use key=value or key")
-            out.append((key, value.strip() if sep else None))
-    return out
 
 
 def _entry(name: str, raw: Any) -> dict[str, Any]:
@@ -275,7 +247,7 @@ class JobIndex:
     def query(
         self,
         phases: set[str] | None = None,
-        labels: list[tuple[str, str | None]] | None = None,
+        labels: Selector | None = None,
         limit: int | None = None,
         after: str | None = None,
         snap: Snapshot | None = None,
@@ -291,11 +263,7 @@ class JobIndex:
             return Page(items, total, items[-1]["name"] if items and end < total else None)
 
         def match(row: dict[str, Any]) -> bool:
-            row_labels = row["labels"]
-            for key, value in labels or ():
-                if key not in row_labels or (value is not None and row_labels[key] != value):
-                    return False
-            return True
+            return labels_match(row["labels"], labels or [])
 
         total = 0
         items: list[dict[str, Any]] = []

@@ -1,63 +1,19 @@
-"""Reading files a job writes itself (logs, progress, results) without trusting them.
+"""Streaming a log a job writes: windows (`offset`, `tail`), ranges and `follow`, in chunks, never read whole.
 
-A job can write into its own `logs/`, `progress/` and `results/` folders, so it can also put a symlink, a FIFO or a
-10 GB file there. Files are opened only if their real path is inside the data folder and they are regular files;
-JSON is parsed only up to a size cap; logs are streamed in chunks, never read whole.
+The files are opened by `controller.jobfiles.open_job_file`, the one rule for files a job could have written.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import stat
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import anyio
 
-from .errors import ApiError, InvalidInput, UnsafePath
+from controller.errors import OutOfRange
 
 CHUNK = 256 * 1024
-MAX_JSON_BYTES = 16 * 1024 * 1024
-
-
-def safe_open(path: Path, root: Path) -> IO[bytes] | None:
-    """The regular file at `path` opened for reading, or None if it is missing; ApiError if it points outside `root`."""
-    try:
-        real = path.resolve(strict=True)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
-        raise ApiError(409, f"{path.name} cannot be read: {err}") from None
-    if not real.is_relative_to(root.resolve()):
-        raise ApiError(409, f"{path.name} is a link that points outside the data folder; it is not served")
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise ApiError(409, f"{path.name} cannot be read: {err.strerror or err}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ApiError(409, f"{path.name} is not a regular file; it is not served")
-    return os.fdopen(fd, "rb")
-
-
-def read_json_file(path: Path, root: Path) -> tuple[bool, Any]:
-    """(found, value) for a JSON file a job wrote; a file over the cap or not (yet) valid JSON is a 409."""
-    f = safe_open(path, root)
-    if f is None:
-        return False, None
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        if size > MAX_JSON_BYTES:
-            raise ApiError(409, f"{path.name} is {size} bytes; the API serves JSON files up to {MAX_JSON_BYTES} bytes")
-        data = f.read(MAX_JSON_BYTES + 1)
-    try:
-        return True, json.loads(data)
-    except ValueError:
-        raise ApiError(409, f"{path.name} is not valid JSON (the job may be writing it right now; try again)") from None
 
 
 def file_size(f: IO[bytes]) -> int:
@@ -94,9 +50,7 @@ def log_window(f: IO[bytes], offset: int | None, tail: int | None) -> tuple[int,
     size = file_size(f)
     start = offset or 0
     if start > size:
-        raise ApiError(
-            416, f"offset {start} is past the end of the log ({size} bytes)", headers={"X-Next-Offset": str(size)}
-        )
+        raise OutOfRange(f"offset {start} is past the end of the log ({size} bytes)", size)
     if tail is not None:
         start = tail_start(f, size, tail, floor=start)
     return start, size
@@ -154,38 +108,3 @@ async def follow(
     finally:
         if f is not None:
             f.close()
-
-
-def open_beneath(root: Path, parts: tuple[str, ...], *, directory: bool = False) -> int | None:
-    """A descriptor for root/parts[0]/.../parts[-1], every component opened with O_NOFOLLOW from its parent's fd, so
-    no link (even one swapped in meanwhile) leads out of `root`. None if a component is missing; UnsafePath if one is
-    a link, not a folder, or (for a file) not a regular file."""
-    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    try:
-        fd = os.open(root, flags_dir)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise UnsafePath(
-            f"{root.name} is a link or cannot be opened ({err.strerror or err}); it is not served"
-        ) from None
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if part in ("", ".", "..") or "/" in part or "\x00" in part:
-            os.close(fd)
-            raise InvalidInput(f"invalid path component {part!r}")
-        flags = flags_dir if (not last or directory) else os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-        try:
-            nfd = os.open(part, flags, dir_fd=fd)
-        except FileNotFoundError:
-            os.close(fd)
-            return None
-        except OSError:
-            os.close(fd)
-            raise UnsafePath(f"{'/'.join(parts)} is a link or not what was asked for; it is not served") from None
-        os.close(fd)
-        fd = nfd
-    if not directory and parts and not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UnsafePath(f"{'/'.join(parts)} is not a regular file; it is not served")
-    return fd

@@ -16,7 +16,7 @@ from typing import IO
 
 from controller.store import DataStore
 
-from .jobfiles import safe_open, stream_range
+from .jobfiles import stream_range
 
 
 @dataclass
@@ -25,9 +25,9 @@ class MergedLog:
 
     @classmethod
     def open(cls, store: DataStore, name: str) -> MergedLog:
-        parts = []
+        parts: list[tuple[IO[bytes], int]] = []
         for capture in (False, True):
-            f = safe_open(store.log_path(name, capture=capture), store.root)
+            f = store.open_job_file(store.log_path(name, capture=capture))
             if f is not None:
                 parts.append((f, os.fstat(f.fileno()).st_size))
         return cls(parts)

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from controller.jobfiles import open_beneath
 from controller.status import SEED_STATUS, parse_iso
 from controller.store import DataStore
 
 from .errors import InvalidInput, NotFound
 from .hosts import LocalHost
-from .jobfiles import open_beneath
 
 RESOLVED_CONFIG = "config.resolved.yaml"
 CHUNK_TAIL_DEFAULT = 200

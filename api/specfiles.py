@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import secrets
 import threading
@@ -25,11 +24,20 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from controller.spec import MAX_SPEC_BYTES, JobManifest, LoadedSpec, SpecError, is_spec_file, load_spec_file, parse_text
+from controller.errors import Conflict, InvalidInput, NotFound
+from controller.spec import (
+    MAX_SPEC_BYTES,
+    JobManifest,
+    LoadedSpec,
+    SpecError,
+    is_spec_file,
+    load_spec_file,
+    parse_text,
+    spec_format,
+    walk_spec_files,
+)
 from controller.status import utcnow
-from controller.store import DataStore, atomic_write_bytes
-
-from .errors import ApiError
+from controller.store import DataStore, StoreError, atomic_write_bytes
 
 log = structlog.get_logger("opeva.api.specs")
 
@@ -46,7 +54,7 @@ class Located:
 
     @property
     def fmt(self) -> str:
-        return "json" if self.path.suffix == ".json" else "yaml"
+        return spec_format(self.path)
 
 
 @dataclass(frozen=True)
@@ -61,16 +69,6 @@ class WriteOutcome:
 def new_run_id() -> str:
     """A fresh `spec.runId`: a rerun of the same definition."""
     return f"{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-def body_format(content_type: str | None, body: bytes) -> str:
-    """`json` or `yaml`, from the Content-Type, else from the first character of the body."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype.endswith("json"):
-        return "json"
-    if "yaml" in ctype:
-        return "yaml"
-    return "json" if body.lstrip()[:1] in (b"{", b"[") else "yaml"
 
 
 class SpecListener(Protocol):
@@ -101,7 +99,8 @@ class SpecFiles:
             if found:
                 return found
         needle = name.encode()
-        for path in self._walk():
+        for entry in walk_spec_files(self.root):
+            path = Path(entry.path)
             if path in tried:
                 continue
             try:
@@ -137,14 +136,6 @@ class SpecFiles:
             return None
         return path
 
-    def _walk(self) -> Iterator[Path]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for fname in sorted(filenames):
-                path = Path(dirpath) / fname
-                if is_spec_file(path.relative_to(self.root)):
-                    yield path
-
     def _check(self, path: Path, name: str) -> Located | None:
         try:
             rel = path.relative_to(self.root)
@@ -163,14 +154,14 @@ class SpecFiles:
         try:
             manifest = parse_text(body, "request body", fmt)
         except SpecError as err:
-            raise ApiError(422, str(err)) from None
+            raise InvalidInput(str(err)) from None
         if manifest.name != name:
-            raise ApiError(422, f"metadata.name {manifest.name!r} does not match the job name in the URL {name!r}")
+            raise InvalidInput(f"metadata.name {manifest.name!r} does not match the job name in the URL {name!r}")
         with self._lock:
             found = self.find(name)
             if found is not None and create_only:
-                raise ApiError(
-                    409, f"job {name!r} already exists (defined in {found.rel}); use PUT /jobs/{name} to update it"
+                raise Conflict(
+                    f"job {name!r} already exists (defined in {found.rel}); use PUT /jobs/{name} to update it"
                 )
             self.store.clear_deleted(name)  # a job written again after a delete is a job again
             if found is not None:
@@ -188,8 +179,8 @@ class SpecFiles:
                 rel, action = target.name, "created"
                 if target.exists() or target.is_symlink():
                     other = load_spec_file(target, self.root)
-                    raise ApiError(409, f"cannot create {rel}: the file already exists and defines job {other.name!r}")
-            content = _render(body, fmt, "json" if target.suffix == ".json" else "yaml")
+                    raise Conflict(f"cannot create {rel}: the file already exists and defines job {other.name!r}")
+            content = _render(body, fmt, spec_format(target))
             self._write(target, rel, content, manifest)
         log.info("spec_written", job=name, file=rel, action=action)
         return WriteOutcome(name, action, rel, manifest, f"spec file {rel} {action}")
@@ -205,11 +196,10 @@ class SpecFiles:
         with self._lock:
             found = self.find(name)
             if found is None:
-                raise ApiError(404, f"job {name!r} has no spec file in the specs folder, so it cannot be {verb}")
+                raise NotFound(f"job {name!r} has no spec file in the specs folder, so it cannot be {verb}")
             manifest = found.loaded.manifest
             if manifest is None:
-                raise ApiError(
-                    409,
+                raise Conflict(
                     f"cannot set {_describe(changes)} for job {name!r}: its spec file {found.rel} is "
                     f"invalid: {found.loaded.error}",
                 )
@@ -228,11 +218,11 @@ class SpecFiles:
                 text = target.read_bytes().decode("utf-8")
                 content = (_rewrite_json if found.fmt == "json" else _rewrite_yaml)(text, wanted)
             except (OSError, UnicodeDecodeError, ValueError, RuamelError) as err:
-                raise ApiError(409, f"cannot rewrite {found.rel}: {err}") from None
+                raise Conflict(f"cannot rewrite {found.rel}: {err}") from None
             try:
                 new_manifest = parse_text(content, found.rel, found.fmt)
             except SpecError as err:
-                raise ApiError(409, f"rewriting {found.rel} would make it invalid: {err}") from None
+                raise Conflict(f"rewriting {found.rel} would make it invalid: {err}") from None
             self._write(target, found.rel, content.encode(), new_manifest)
         log.info("spec_control_written", job=name, file=found.rel, fields=sorted(wanted))
         return WriteOutcome(name, "updated", found.rel, new_manifest, f"spec file {found.rel} updated")
@@ -242,13 +232,13 @@ class SpecFiles:
         with self._lock:
             found = self.find(name)
             if found is None:
-                raise ApiError(404, f"job {name!r} has no spec file in the specs folder (already deleted?)")
+                raise NotFound(f"job {name!r} has no spec file in the specs folder (already deleted?)")
             try:
                 found.path.unlink()
             except FileNotFoundError:
                 pass
             except OSError as err:
-                raise ApiError(503, f"cannot delete {found.rel}: {err.strerror or err}") from None
+                raise StoreError(f"cannot delete {found.rel}: {err.strerror or err}") from None
         if self.listener is not None:
             self.listener.deleted(name)
         log.info("spec_deleted", job=name, file=found.rel)
@@ -262,13 +252,13 @@ class SpecFiles:
 
     # ---- internals ------------------------------------------------------------------------------------------
     def _write(self, target: Path, rel: str, content: bytes, expected: JobManifest) -> None:
-        fmt = "json" if target.suffix == ".json" else "yaml"
+        fmt = spec_format(target)
         try:  # what lands in the file must read back as the manifest we validated
             written = parse_text(content, rel, fmt)
         except SpecError as err:
-            raise ApiError(422, f"the spec cannot be written as {fmt.upper()} to {rel}: {err}") from None
+            raise InvalidInput(f"the spec cannot be written as {fmt.upper()} to {rel}: {err}") from None
         if not _same(written, expected):
-            raise ApiError(422, f"the spec changes meaning when written as {fmt.upper()} to {rel}")
+            raise InvalidInput(f"the spec changes meaning when written as {fmt.upper()} to {rel}")
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, content)
         if self.listener is not None:

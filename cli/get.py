@@ -10,17 +10,12 @@ from typing import Any
 
 import click
 
+from controller.selectors import labels_match
+from controller.status import FINAL_PHASES
+
 from .errors import CliError
 from .http import ApiClient, ClientError
-from .options import (
-    FINAL_PHASES,
-    complete_job_names,
-    labels_match,
-    parse_phases,
-    parse_selector,
-    selector_option,
-    with_client,
-)
+from .options import complete_job_names, parse_phases, parse_selector, selector_option, with_client
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Spec files named on the command line (`apply -f FILE|DIR|-`), validated with the controller's own code.
 
 A folder is read the way the controller reads its specs folder: recursively, skipping hidden files and folders and
-editor files (`is_spec_file`), each file through `load_spec_file`. A single file or stdin goes through `parse_text`,
+editor files (`walk_spec_files`), each file through `load_spec_file`. A single file or stdin goes through `parse_text`,
 the function behind both of those and the API.
 """
 
@@ -12,7 +12,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.spec import MAX_SPEC_BYTES, JobManifest, SpecError, is_spec_file, load_spec_file, parse_text
+from controller.spec import (
+    MAX_SPEC_BYTES,
+    JobManifest,
+    SpecError,
+    load_spec_file,
+    parse_text,
+    spec_format,
+    text_format,
+    walk_spec_files,
+)
 
 STDIN = "-"
 
@@ -26,12 +35,8 @@ class SpecInput:
     error: str | None = None
 
 
-def _fmt_of(path: Path) -> str:
-    return "json" if path.suffix == ".json" else "yaml"
-
-
 def _read_file(path: Path, shown: str) -> SpecInput:
-    fmt = _fmt_of(path)
+    fmt = spec_format(path)
     try:
         if not path.exists():
             return SpecInput(shown, fmt, error=f"{shown}: no such file or directory")
@@ -59,22 +64,14 @@ def _read_stdin() -> SpecInput:
         return SpecInput(
             "<stdin>", "yaml", error=f"<stdin>: more than {MAX_SPEC_BYTES} bytes; specs are limited to {MAX_SPEC_BYTES}"
         )
-    fmt = "json" if body.lstrip()[:1] == b"{" else "yaml"
+    fmt = text_format(body)
     return _parse(body, "<stdin>", fmt)
-
-
-def _walk(root: Path):
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in sorted(filenames):
-            path = Path(dirpath) / fn
-            if is_spec_file(path.relative_to(root)):
-                yield path
 
 
 def _read_dir(root: Path, shown_root: str) -> list[SpecInput]:
     out = []
-    for path in _walk(root):
+    for entry in walk_spec_files(root):
+        path = Path(entry.path)
         rel = path.relative_to(root)
         shown = os.path.join(shown_root, str(rel))
         loaded = load_spec_file(path, root)
@@ -83,14 +80,14 @@ def _read_dir(root: Path, shown_root: str) -> list[SpecInput]:
             message = loaded.error
             if message.startswith(f"{rel}: "):
                 message = f"{shown}: {message[len(str(rel)) + 2 :]}"
-            out.append(SpecInput(shown, _fmt_of(path), error=message))
+            out.append(SpecInput(shown, spec_format(path), error=message))
             continue
         try:
             body = path.read_bytes()
         except OSError as err:
-            out.append(SpecInput(shown, _fmt_of(path), error=f"{shown}: cannot read: {err.strerror or err}"))
+            out.append(SpecInput(shown, spec_format(path), error=f"{shown}: cannot read: {err.strerror or err}"))
             continue
-        out.append(SpecInput(shown, _fmt_of(path), body, manifest=loaded.manifest))
+        out.append(SpecInput(shown, spec_format(path), body, manifest=loaded.manifest))
     return out
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 
+from controller.selectors import Selector, parse_label_selector
 from controller.settings import ClientSettings
+from controller.status import PHASES, normalize_phase
 
 from .config import resolve
 from .http import ApiClient
-
-FINAL_PHASES = ("Succeeded", "Failed", "Stopped")  # a phase a job stays in until someone changes its spec
 
 
 def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -67,8 +67,6 @@ def selector_option(fn: Callable) -> Callable:
 
 
 def parse_phases(values: Iterable[str], param: str = "--phase") -> list[str]:
-    from api.index import PHASES, normalize_phase
-
     phases = []
     for raw in (p for v in values for p in v.split(",") if p.strip()):
         phase = normalize_phase(raw)
@@ -78,17 +76,11 @@ def parse_phases(values: Iterable[str], param: str = "--phase") -> list[str]:
     return phases
 
 
-def parse_selector(values: Iterable[str]) -> list[tuple[str, str | None]]:
-    from api.index import parse_label_selector
-
+def parse_selector(values: Iterable[str]) -> Selector:
     try:
         return parse_label_selector(list(values))
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="-l/--selector") from None
-
-
-def labels_match(labels: dict[str, str], selector: list[tuple[str, str | None]]) -> bool:
-    return all(k in labels and (v is None or labels[k] == v) for k, v in selector)
 
 
 def stdout_bytes(data: bytes) -> None:

@@ -33,16 +33,16 @@ from controller.decide import (
     run_key,
 )
 from controller.runtime.base import ContainerInfo
+from controller.selectors import labels_match
 from controller.spec import SpecError, parse_document
 from controller.specsource import SETTLE_SECONDS, SpecSource
-from controller.status import JobStatus, utcnow
+from controller.status import ACTIVE_PHASES, JobStatus, utcnow
 from controller.store import DataStore
 
 ACTIONS = ("start", "rerun", "stop", "unchanged", "invalid")
 CHANGES = frozenset({"start", "rerun", "stop"})
 PLAN_INSTANCE = "plan"  # the data folder's id does not matter to a verdict; container names only need to agree
 NEW_RUN_EVENTS = frozenset({"GenerationChanged", "Rerun"})
-ACTIVE = ("Pending", "Running")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def verdict(desired: Desired, st: JobStatus | None, decision: Decision) -> str:
         and any(e.reason in NEW_RUN_EVENTS for e in decision.events)
     ):
         return "rerun"
-    if new.phase in ACTIVE and (st is None or st.phase not in ACTIVE):
+    if new.phase in ACTIVE_PHASES and (st is None or st.phase not in ACTIVE_PHASES):
         return "start"
     return "unchanged"
 
@@ -161,10 +161,6 @@ def _run_change(generation: str, run_id: str | None, st: JobStatus) -> str:
     return ""
 
 
-def _matches(labels: dict[str, str], selector: list[tuple[str, str | None]]) -> bool:
-    return all(k in labels and (v is None or labels[k] == v) for k, v in selector)
-
-
 def make_plan(
     desired: dict[str, Desired], records: dict[str, JobStatus], selector: list[tuple[str, str | None]] | None = None
 ) -> list[PlanItem]:
@@ -184,7 +180,7 @@ def make_plan(
                 labels = None
             else:
                 labels = dict(st.labels) if st else {}
-            if labels is not None and not _matches(labels, selector):
+            if labels is not None and not labels_match(labels, selector):
                 continue
         item = plan_job(d, st)
         if item is not None:

@@ -7,9 +7,11 @@ from typing import Any
 
 import click
 
+from controller.status import FINAL_PHASES
+
 from .errors import CliError
 from .http import ApiClient, Unreachable
-from .options import FINAL_PHASES, complete_job_names, parse_phases, with_client
+from .options import complete_job_names, parse_phases, with_client
 
 EXIT_TIMEOUT = 3
 

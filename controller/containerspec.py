@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .decide import LABEL_RUN_ID, Create, run_key
+from .jobpaths import JOB_SUBDIRS, JOBS_DIR, log_file
 from .logcapture import LABEL_LOG_CAPTURE
 from .runtime.base import (
     LABEL_ATTEMPT,
@@ -27,7 +28,6 @@ from .scheduler import LABEL_QUEUE
 from .spec import JobManifest
 from .status import JobStatus, iso
 
-JOB_MOUNTS = ("progress", "results", "logs", "outputs")  # own mounts too: a job cannot swap them for links
 # mounted read-only over the job's writable folder (appended in place, so the mount holds; status.json is replaced by
 # rename, which detaches such a mount: its authoritative copy lives in DATA/.opeva/status instead)
 PROTECTED_RECORDS = ("events.jsonl",)
@@ -62,12 +62,12 @@ def data_mounts(where: Placement, name: str, shared_writable: bool) -> tuple[Mou
     whole folder is writable, as the old workers mounted it, except what `where.guarded` names.
     """
     job = f"/data/jobs/{name}"
-    host_job = where.host_data / "jobs" / name
+    host_job = where.host_data / JOBS_DIR / name
     mounts = [Mount(str(where.host_data), "/data", not shared_writable)]
     if shared_writable:
         mounts += [Mount(str(where.host_data / d), f"/data/{d}", True) for d in where.guarded]
     mounts.append(Mount(str(host_job), job, False))
-    mounts += [Mount(str(host_job / sub), f"{job}/{sub}", False) for sub in JOB_MOUNTS]
+    mounts += [Mount(str(host_job / sub), f"{job}/{sub}", False) for sub in JOB_SUBDIRS]
     mounts += [Mount(str(host_job / rec), f"{job}/{rec}", True) for rec in PROTECTED_RECORDS]
     return tuple(mounts)
 
@@ -139,7 +139,7 @@ def created_info(m: JobManifest, status: JobStatus, attempt: int, info: Containe
         "container_id": info.id,
         "created_at": iso(info.created_at),
         "spec_file": status.specFile,
-        "log_file": f"logs/{m.name}.log" if m.spec.logCapture else f"logs/{m.name}.stdout.log",
+        "log_file": log_file(m.name, m.spec.logCapture),
     }
 
 

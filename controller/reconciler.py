@@ -21,7 +21,7 @@ from .logcapture import LogCapture
 from .recording import Recorder
 from .runtime.base import Runtime
 from .specsource import SpecSource
-from .status import JobStatus, utcnow
+from .status import ACTIVE_PHASES, JobStatus, utcnow
 from .statuscache import StatusCache
 from .store import DataStore
 
@@ -67,7 +67,7 @@ class Reconciler:
 
     def observe(self, name: str, recorded: JobStatus | None) -> Observed:
         containers = self.cache.for_job(name)
-        active = recorded is not None and recorded.phase in ("Pending", "Running")
+        active = recorded is not None and recorded.phase in ACTIVE_PHASES
         current = recorded.containerName if recorded is not None and active and recorded.containerId else None
         if current and current not in {c.name for c in containers}:
             # before concluding the attempt's container vanished, ask the engine rather than a cache that may lag

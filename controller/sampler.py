@@ -28,9 +28,11 @@ import structlog
 
 from . import metrics
 from .hooks import call_hook
+from .jobfiles import UnsafeFile, parse_job_json
+from .jobpaths import PROGRESS_FILE
 from .runtime.base import Runtime, RuntimeUnavailable
 from .status import JobStatus, iso, utcnow
-from .store import DataStore, UnsafeFile, atomic_write_bytes, open_job_file
+from .store import DataStore, atomic_write_bytes
 
 log = structlog.get_logger("opeva.sampler")
 
@@ -130,17 +132,17 @@ class Sampler:
             return
         seen.progress_key = key
         try:
-            f = open_job_file(path)
-        except UnsafeFile:
+            f = self.store.open_job_file(path, MAX_PROGRESS_BYTES)  # the job wrote it: see jobfiles
+        except OSError:  # UnsafeFile included
             return
         if f is None:
             return
         with f:
             raw = f.read(MAX_PROGRESS_BYTES + 1)
         try:
-            doc = json.loads(raw)
-        except ValueError:
-            seen.progress_key = None  # half written: look again next time
+            doc = parse_job_json(raw, PROGRESS_FILE)
+        except UnsafeFile:
+            seen.progress_key = None  # half written (or nested too deep): look again next time
             return
         values = progress_values(doc)
         if not values or values == seen.progress_values:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -351,6 +352,46 @@ def is_spec_name(name: str) -> bool:
     return name.endswith(SPEC_SUFFIXES)
 
 
+def walk_spec_files(root: Path | str) -> Iterator[os.DirEntry[str]]:
+    """The spec files under `root`, top-down and sorted by name in each folder (a folder's files before its
+    subfolders). Hidden files and folders and editor files are skipped; symlinked folders are not followed.
+    Plain scandir: a resync over thousands of specs is one cheap walk."""
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.path)
+                elif is_spec_name(entry.name):
+                    yield entry
+            except OSError:
+                continue
+        stack.extend(reversed(subdirs))
+
+
+def spec_format(path: Path | str) -> str:
+    """The format of a spec file, from its suffix: `json` for .json, else `yaml`."""
+    return "json" if str(path).endswith(".json") else "yaml"
+
+
+def text_format(body: bytes, content_type: str | None = None) -> str:
+    """`json` or `yaml` for spec text: from a Content-Type when it names one, else from the first character."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype.endswith("json"):
+        return "json"
+    if "yaml" in ctype:
+        return "yaml"
+    return "json" if body.lstrip()[:1] in (b"{", b"[") else "yaml"
+
+
 @dataclass(frozen=True)
 class LoadedSpec:
     """One spec file's outcome: a manifest, or an error recorded under `name`."""
@@ -387,7 +428,7 @@ def load_spec_file(path: Path, root: Path) -> LoadedSpec:
     except OSError as err:
         return LoadedSpec(path, fallback, error=f"{rel}: cannot read: {err.strerror or err}")
     try:
-        manifest = parse_text(data, str(rel), "json" if path.suffix == ".json" else "yaml")
+        manifest = parse_text(data, str(rel), spec_format(path))
     except SpecError as err:
         return LoadedSpec(path, err.name or fallback, error=str(err))
     return LoadedSpec(path, manifest.name, manifest=manifest)

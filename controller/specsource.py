@@ -20,7 +20,6 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import structlog
 
 from .decide import Desired
 from .settledindex import SpecStamp
-from .spec import JobManifest, LoadedSpec, is_spec_name, load_spec_file
+from .spec import JobManifest, LoadedSpec, load_spec_file, walk_spec_files
 
 log = structlog.get_logger("opeva.specs")
 
@@ -133,7 +132,12 @@ class SpecSource:
         seen: dict[str, tuple[tuple[int, int, int], LoadedSpec | None]] = {}
         now = time.time()
         touched = False  # any file added, changed or removed since the last scan
-        for path, st in self._walk():
+        for entry in walk_spec_files(self.specs_dir):
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            path = entry.path
             sig = (st.st_mtime_ns, st.st_size, st.st_ino)
             old = self._files.get(path)
             if old is not None and old[0] == sig:
@@ -178,27 +182,6 @@ class SpecSource:
                     result.changed.add(name)
         result.rewritten_same -= result.changed
         return result
-
-    def _walk(self) -> Iterator[tuple[str, os.stat_result]]:
-        """(path, stat) of the spec files under the folder; hidden folders are not entered, symlinked folders not
-        followed. Plain strings and scandir: a resync over thousands of specs is one cheap walk."""
-        stack = [str(self.specs_dir)]
-        while stack:
-            try:
-                entries = os.scandir(stack.pop())
-            except OSError:
-                continue
-            with entries:
-                for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        elif is_spec_name(entry.name):
-                            yield entry.path, entry.stat()
-                    except OSError:
-                        continue
 
     def _config_missing(self, m: JobManifest | None) -> str | None:
         if m is not None and m.spec.configFile and not (self.data_dir / m.spec.configFile).is_file():

@@ -8,12 +8,14 @@ reading this file next to the containers Docker still has.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Stopped"]
+PHASES: tuple[str, ...] = get_args(Phase)
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+FINAL_PHASES: frozenset[str] = TERMINAL_PHASES | {"Stopped"}  # a job stays here until someone changes its spec
 
 # The seed's lowercase words, for its /status endpoint and job_track.json.
 SEED_STATUS = {
@@ -32,6 +34,18 @@ def seed_word(phase: str, stopping: bool) -> str:
     if stopping and phase in ACTIVE_PHASES:
         return STOP_REQUESTED
     return SEED_STATUS.get(phase, phase.lower())
+
+
+_SEED_TO_PHASE = {word: phase for phase, word in SEED_STATUS.items()} | {STOP_REQUESTED: "Running"}
+
+
+def normalize_phase(value: str) -> str | None:
+    """A phase from its name in any case, or from the seed's lowercase word (`running`, `finished`, ...)."""
+    low = value.strip().lower()
+    for phase in PHASES:
+        if phase.lower() == low:
+            return phase
+    return _SEED_TO_PHASE.get(low)
 
 
 def utcnow() -> datetime:

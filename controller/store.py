@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import stat
 import tarfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -22,13 +21,23 @@ from typing import Any, BinaryIO
 
 import structlog
 
+from . import jobfiles
+from .jobpaths import (
+    EVENTS_FILE,
+    JOB_INFO_FILE,
+    JOB_SUBDIRS,
+    JOBS_DIR,
+    PROGRESS_FILE,
+    RECORD_FILES,
+    STATUS_FILE,
+    log_file,
+)
 from .jobrow import Row, row_dict, track_row
 from .spec import is_valid_name
 from .status import Event, JobStatus, iso, utcnow
 
 log = structlog.get_logger("opeva.store")
 
-JOB_SUBDIRS = ("logs", "progress", "results", "outputs")
 DELETED_ARCHIVE = "archive/deleted"
 # job_info keys that describe a submission rather than record a decision (written by /run-simulation)
 DESCRIPTIVE_INFO = frozenset(
@@ -87,46 +96,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class UnsafeFile(OSError):
-    """A file in a job's writable folders is a link or not a regular file; it is not followed."""
-
-
-def open_job_file(path: Path) -> BinaryIO | None:
-    """Open for reading a file a job could have replaced by a link (results, progress, logs), never following it.
-
-    The folders a job can write are bind mounts it cannot swap, so refusing a link in the last component is enough
-    to keep a job from making the controller read (or upload) a file of the host or of another job.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise UnsafeFile(f"{path} cannot be read safely: {err.strerror or err}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UnsafeFile(f"{path} is not a regular file")
-    return os.fdopen(fd, "rb")
-
-
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
 MAX_JOB_JSON_BYTES = 1024 * 1024
-
-
-def read_job_json(path: Path) -> Any | None:
-    """A JSON file the job may have written: no links, no FIFOs, size-capped; None if absent, unsafe or not JSON."""
-    try:
-        f = open_job_file(path)
-        if f is None:
-            return None
-        with f:
-            data = f.read(MAX_JOB_JSON_BYTES + 1)
-        return None if len(data) > MAX_JOB_JSON_BYTES else json.loads(data)
-    except (OSError, ValueError, RecursionError):
-        return None
 
 
 def read_json(path: Path) -> Any | None:
@@ -159,7 +133,7 @@ class DataStore:
     # ---- paths -------------------------------------------------------------------------------------------
     @property
     def jobs_dir(self) -> Path:
-        return self.root / "jobs"
+        return self.root / JOBS_DIR
 
     @property
     def state_dir(self) -> Path:
@@ -178,16 +152,32 @@ class DataStore:
     def status_copy_path(self, name: str) -> Path:
         """DATA/jobs/NAME/status.json: a copy for people and the seed's readers, never read back by the controller
         once the authoritative record exists (the job can write into its folder)."""
-        return self.job_dir(name) / "status.json"
+        return self.job_dir(name) / STATUS_FILE
 
     def has_status(self, name: str) -> bool:
         return self.status_path(name).is_file() or self.status_copy_path(name).is_file()
 
     def log_path(self, name: str, capture: bool = True) -> Path:
-        return self.job_dir(name) / "logs" / (f"{name}.log" if capture else f"{name}.stdout.log")
+        return self.job_dir(name) / log_file(name, capture)
 
     def progress_path(self, name: str) -> Path:
-        return self.job_dir(name) / "progress" / "progress.json"
+        return self.job_dir(name) / PROGRESS_FILE
+
+    # ---- files the job wrote (never trusted: see jobfiles) -----------------------------------------------------
+    def open_job_file(self, path: Path, max_bytes: int | None = None) -> BinaryIO | None:
+        """A file inside the data folder opened by the one safe rule; None if missing, UnsafeFile if refused."""
+        return jobfiles.open_job_file(self.root, path, max_bytes)
+
+    def _job_json_or_none(self, path: Path) -> Any | None:
+        """A JSON file the job may have written, by the same rule; None if absent, refused or not JSON."""
+        try:
+            return jobfiles.read_job_json(self.root, path, MAX_JOB_JSON_BYTES)[1]
+        except OSError:  # UnsafeFile included
+            return None
+
+    def read_job_json(self, path: Path) -> tuple[bool, Any]:
+        """(found, value) of a JSON file a job wrote, by the one safe rule; UnsafeFile if refused or invalid."""
+        return jobfiles.read_job_json(self.root, path)
 
     def ensure_job_dirs(self, name: str) -> Path:
         d = self.job_dir(name)
@@ -208,7 +198,7 @@ class DataStore:
     def read_status(self, name: str) -> JobStatus | None:
         data = read_json(self.status_path(name))
         if data is None and not self.status_path(name).exists():
-            data = read_job_json(self.status_copy_path(name))  # a folder from before the record moved
+            data = self._job_json_or_none(self.status_copy_path(name))  # a folder from before the record moved
         if not isinstance(data, dict):
             return None
         try:
@@ -237,14 +227,14 @@ class DataStore:
         Several writers (workers, MLflow sender) share it, so one at a time.
         """
         record = self.job_info_record_path(name)
-        path = self.job_dir(name) / "job_info.json"
+        path = self.job_dir(name) / JOB_INFO_FILE
         with _JOB_INFO_LOCK:
             current = _mapping(read_json(record))
             merged = {**current, **info}
             if merged != current:
                 record.parent.mkdir(exist_ok=True)
                 atomic_write_json(record, merged)
-            on_file = _mapping(read_job_json(path))
+            on_file = _mapping(self._job_json_or_none(path))
             shown = {**on_file, **{k: v for k, v in merged.items() if k not in DESCRIPTIVE_INFO or k not in on_file}}
             if shown != on_file:
                 atomic_write_json(path, shown)
@@ -255,7 +245,7 @@ class DataStore:
         The submission's descriptive keys (DESCRIPTIVE_INFO) are the exception: the job may refine them, as the OPEVA
         simulator writes its `run_name`, so the job's value is shown when it wrote one."""
         own = read_json(self.job_info_record_path(name))
-        written = read_job_json(self.job_dir(name) / "job_info.json")
+        written = self._job_json_or_none(self.job_dir(name) / JOB_INFO_FILE)
         if not isinstance(own, dict) and not isinstance(written, dict):
             return None
         own = _mapping(own)
@@ -268,7 +258,7 @@ class DataStore:
         if not events:
             return
         data = "".join(json.dumps(e.model_dump(mode="json"), separators=(",", ":")) + "\n" for e in events)
-        path = self.job_dir(name) / "events.jsonl"
+        path = self.job_dir(name) / EVENTS_FILE
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -282,7 +272,7 @@ class DataStore:
             raise StoreError(f"cannot append to {path}: {err.strerror or err}") from err
 
     def read_events(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
-        path = self.job_dir(name) / "events.jsonl"
+        path = self.job_dir(name) / EVENTS_FILE
         try:
             lines = path.read_text(errors="replace").splitlines()
         except OSError:
@@ -339,7 +329,7 @@ class DataStore:
                     shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
                 d.rmdir()
             else:
-                for record in ("job_info.json", "events.jsonl", "status.json"):
+                for record in RECORD_FILES:
                     (d / record).unlink(missing_ok=True)
             (self.state_dir / "cursors" / f"{name}.json").unlink(missing_ok=True)
             shutil.rmtree(self.state_dir / "history" / name, ignore_errors=True)  # controller/sampler.py

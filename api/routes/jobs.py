@@ -12,15 +12,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from controller.jobpaths import PROGRESS_FILE, RESULT_FILE
+from controller.selectors import parse_label_selector
+from controller.spec import text_format
+from controller.status import normalize_phase
 from controller.store import read_json
 
 from ..context import ApiContext, Ctx
 from ..errors import ApiError, not_found
-from ..index import normalize_phase, parse_label_selector
-from ..jobfiles import read_json_file
 from ..models import Event, JobDetail, JobListItem, JobName, WriteResult
 from ..seedviews import job_info_view, list_extras
-from ..specfiles import WriteOutcome, body_format, new_run_id
+from ..specfiles import WriteOutcome, new_run_id
 
 router = APIRouter(tags=["jobs"])
 
@@ -150,7 +152,7 @@ def _list_item(ctx: ApiContext, row: dict[str, Any]) -> dict[str, Any]:
 )
 async def create_job(ctx: Ctx, request: Request) -> JSONResponse:
     body = await request.body()
-    fmt = body_format(request.headers.get("content-type"), body)
+    fmt = text_format(body, request.headers.get("content-type"))
     name = _name_in_body(body, fmt)
     outcome = await run_in_threadpool(ctx.specs.apply, name, body, fmt, create_only=True)
     return JSONResponse(write_result(outcome), status_code=201)
@@ -166,7 +168,7 @@ async def create_job(ctx: Ctx, request: Request) -> JSONResponse:
 )
 async def apply_job(name: JobName, ctx: Ctx, request: Request) -> JSONResponse:
     body = await request.body()
-    fmt = body_format(request.headers.get("content-type"), body)
+    fmt = text_format(body, request.headers.get("content-type"))
     outcome = await run_in_threadpool(ctx.specs.apply, name, body, fmt)
     return JSONResponse(write_result(outcome), status_code=201 if outcome.action == "created" else 200)
 
@@ -219,7 +221,7 @@ def get_events(
     response_description='Whatever JSON the job wrote, e.g. {"percent": 45, "stage": "training"}.',
 )
 def get_progress(name: JobName, ctx: Ctx) -> Any:
-    return _job_json(ctx, name, "progress", "progress.json", "has not reported progress yet")
+    return _job_json(ctx, name, PROGRESS_FILE, "has not reported progress yet")
 
 
 @router.get(
@@ -228,14 +230,14 @@ def get_progress(name: JobName, ctx: Ctx) -> Any:
     response_description="Whatever JSON the job wrote as its result.",
 )
 def get_result(name: JobName, ctx: Ctx) -> Any:
-    return _job_json(ctx, name, "results", "result.json", "has no result yet")
+    return _job_json(ctx, name, RESULT_FILE, "has no result yet")
 
 
-def _job_json(ctx: ApiContext, name: str, folder: str, fname: str, missing: str) -> Any:
+def _job_json(ctx: ApiContext, name: str, rel: str, missing: str) -> Any:
     ctx.require_job(name)
-    found, value = read_json_file(ctx.store.job_dir(name) / folder / fname, ctx.store.root)
+    found, value = ctx.store.read_job_json(ctx.store.job_dir(name) / rel)
     if not found:
-        raise ApiError(404, f"job {name!r} {missing} ({folder}/{fname} does not exist)")
+        raise ApiError(404, f"job {name!r} {missing} ({rel} does not exist)")
     return value
 
 

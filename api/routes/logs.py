@@ -8,23 +8,21 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from controller.status import TERMINAL_PHASES
+from controller.errors import OutOfRange
+from controller.status import FINAL_PHASES
 
 from ..context import ApiContext, Ctx
-from ..errors import ApiError
-from ..jobfiles import follow, log_window, safe_open, stream_range
+from ..jobfiles import follow, log_window, stream_range
 from ..models import JobName
 
 router = APIRouter(tags=["logs"])
 
-FINISHED_PHASES = TERMINAL_PHASES | {"Stopped"}
 SPEC_RECHECK_SECONDS = 5.0
 TEXT = "text/plain; charset=utf-8"
 
 
 def log_file(ctx: ApiContext, name: str, which: str = "log"):
-    path = ctx.store.log_path(name, capture=(which == "log"))
-    return safe_open(path, ctx.store.root)
+    return ctx.store.open_job_file(ctx.store.log_path(name, capture=(which == "log")))
 
 
 def job_finished(ctx: ApiContext, name: str):
@@ -34,7 +32,7 @@ def job_finished(ctx: ApiContext, name: str):
     def finished() -> bool:
         status = ctx.store.read_status(name)
         if status is not None:
-            return status.phase in FINISHED_PHASES
+            return status.phase in FINAL_PHASES
         # No status yet: the controller has not seen the job. Keep waiting while its spec file exists.
         now = time.monotonic()
         if now - last_spec_check[0] < SPEC_RECHECK_SECONDS:
@@ -102,9 +100,7 @@ def get_logs(
     if f is None:
         start, end = 0, 0
         if offset:
-            raise ApiError(
-                416, f"offset {offset} is past the end of the log (0 bytes; no log yet)", headers={"X-Next-Offset": "0"}
-            )
+            raise OutOfRange(f"offset {offset} is past the end of the log (0 bytes; no log yet)", 0)
     else:
         start, end = log_window(f, offset, tail)
     if follow_:

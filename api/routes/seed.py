@@ -14,13 +14,13 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from controller.status import SEED_STATUS
+from controller.jobpaths import RESULT_FILE
+from controller.status import FINAL_PHASES, SEED_STATUS
 
 from ..configs import MAX_CONFIG_BYTES
 from ..context import ApiContext, Ctx
 from ..errors import ApiError, NotFound, not_found
 from ..hosts import LocalHost
-from ..jobfiles import read_json_file, safe_open
 from ..joblog import MergedLog
 from ..models import (
     ConfigCreate,
@@ -40,7 +40,7 @@ from ..models import (
 from ..seedops import JobOps
 from ..seedviews import CHUNK_MAX_BYTES, CHUNK_TAIL_DEFAULT, SimulationData, hosts_view, job_info_view, queue_rows
 from ..simulations import SimulationRequest
-from .logs import FINISHED_PHASES, log_file, whole_log
+from .logs import log_file, whole_log
 
 router = APIRouter(tags=["seed (compatibility)"])
 YAML = "text/yaml"
@@ -104,7 +104,7 @@ def seed_status(job_id: JobId, ctx: Ctx) -> dict[str, Any]:
 )
 def seed_result(job_id: JobId, ctx: Ctx) -> Any:
     ctx.require_job(job_id)
-    found, value = read_json_file(ctx.store.job_dir(job_id) / "results" / "result.json", ctx.store.root)
+    found, value = ctx.store.read_job_json(ctx.store.job_dir(job_id) / RESULT_FILE)
     value = value if found else {"status": "pending", "message": "Result not ready yet."}
     if not isinstance(value, dict):
         value = {"result": value}
@@ -127,7 +127,7 @@ def _kpi_source(result: dict[str, Any]) -> str:
 )
 def seed_progress(job_id: JobId, ctx: Ctx) -> Any:
     ctx.require_job(job_id)
-    found, value = read_json_file(ctx.store.progress_path(job_id), ctx.store.root)
+    found, value = ctx.store.read_job_json(ctx.store.progress_path(job_id))
     return value if found else {"progress": "No updates yet."}
 
 
@@ -198,7 +198,7 @@ def logs_chunk(
 
 def _active(ctx: ApiContext, job_id: str) -> bool:
     status = ctx.store.read_status(job_id)
-    return status is None or status.phase not in FINISHED_PHASES
+    return status is None or status.phase not in FINAL_PHASES
 
 
 @router.post("/stop/{job_id}", response_model=SeedStop, summary="Stop a job (seed): sets spec.suspend=true")
@@ -230,7 +230,7 @@ def seed_job_info(job_id: JobId, ctx: Ctx) -> dict[str, Any]:
 @router.get("/job-resolved-config/{job_id}", summary="The config the job was given (old backend)")
 def job_resolved_config(job_id: JobId, ctx: Ctx) -> Response:
     ctx.require_job(job_id)
-    f = safe_open(ctx.store.job_dir(job_id) / "config.resolved.yaml", ctx.store.root)
+    f = ctx.store.open_job_file(ctx.store.job_dir(job_id) / "config.resolved.yaml")
     if f is None:
         raise NotFound("Resolved config not found")
     with f:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ..status import FINAL_PHASES
 from .core import Collect, Draft
 
 
@@ -11,7 +12,7 @@ def collect_when_due(d: Draft) -> None:
     """Never while anything runs (the caller checks that no container is left); the TTL counts from finishedAt.
     A job its user deleted (not just its spec) goes at once."""
     st = d.st
-    if d.desired.deleted and st.phase in ("Succeeded", "Failed", "Stopped"):
+    if d.desired.deleted and st.phase in FINAL_PHASES:
         d.actions.append(Collect(st.phase, archive=True))
         return
     if st.phase == "Succeeded":

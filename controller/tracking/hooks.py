@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -29,9 +28,11 @@ import structlog
 
 from ..decide import run_key
 from ..hooks import StatusLookup
+from ..jobfiles import UnsafeFile, parse_job_json
+from ..jobpaths import LOGS_DIR, RESULT_FILE
 from ..spec import JobManifest
-from ..status import AttemptRecord, JobStatus
-from ..store import DataStore, StoreError, atomic_write_bytes, open_job_file, read_json
+from ..status import ACTIVE_PHASES, AttemptRecord, JobStatus
+from ..store import DataStore, StoreError, atomic_write_bytes
 from . import values
 from .config import TrackingConfig
 from .outbox import Entry, Outbox, dumps, new_entry_id, now_ms
@@ -44,7 +45,6 @@ SWEEP_SECONDS = 5.0
 SLOW_MIRROR_SECONDS = 60.0  # while MLflow is away, so a long outage does not pile up snapshots
 GIT_CACHE_SECONDS = 30.0
 MAX_RESULT_BYTES = 16 * 1024 * 1024
-LIVE_PHASES = ("Pending", "Running")
 
 
 class MlflowHooks:
@@ -221,7 +221,7 @@ class MlflowHooks:
         """Queue progress.json's numbers as one metric snapshot, if they changed since the last one."""
         path = self.store.progress_path(entry.job)
         try:
-            st = path.stat()
+            st = path.lstat()  # a change check only; the read below is the safe one
         except OSError:
             return
         if st.st_mtime < entry.created_ms / 1000 - 1:
@@ -230,7 +230,12 @@ class MlflowHooks:
         if not force and self._progress_seen.get(entry.id) == seen:
             return
         self._progress_seen[entry.id] = seen
-        found, step = values.progress_values(read_json(path))
+        try:
+            _, progress = self.store.read_job_json(path)  # never a FIFO, a link or a huge file: see jobfiles
+        except OSError as err:  # UnsafeFile included
+            log.debug("mlflow_progress_unreadable", job=entry.job, error=str(err))
+            return
+        found, step = values.progress_values(progress)
         if not found:
             return
         with self._lock:
@@ -293,7 +298,7 @@ class MlflowHooks:
                 r.exitCode,
                 r.finishedAt.timestamp() if r.finishedAt else None,
             )
-        if st.containerName == entry.container and st.phase in LIVE_PHASES:
+        if st.containerName == entry.container and st.phase in ACTIVE_PHASES:
             return None
         try:
             exists = self.runtime is None or self.runtime.inspect(entry.container) is not None
@@ -324,7 +329,7 @@ class MlflowHooks:
             if self.outbox.path(entry, "result.json").exists():
                 artifacts.append({"entry_file": "result.json", "artifact_path": "results", "name": "result.json"})
             for name, start in sorted(entry.log_offsets.items()):
-                path = self.store.job_dir(entry.job) / "logs" / name
+                path = self.store.job_dir(entry.job) / LOGS_DIR / name
                 end = _size(path)
                 if end > start:
                     artifacts.append(
@@ -347,15 +352,14 @@ class MlflowHooks:
 
     def _result(self, entry: Entry) -> dict[str, float]:
         """Copy this attempt's result.json into the outbox (the next attempt may overwrite it); its numbers."""
-        path = self.store.job_dir(entry.job) / "results" / "result.json"
+        path = self.store.job_dir(entry.job) / RESULT_FILE
         try:
-            f = open_job_file(path)  # the job wrote it: never follow a link it put there
+            f = self.store.open_job_file(path, MAX_RESULT_BYTES)  # the job wrote it: see jobfiles
             if f is None:
                 return {}
             with f:
-                st = os.fstat(f.fileno())
-                if st.st_mtime < entry.created_ms / 1000 - 1 or st.st_size > MAX_RESULT_BYTES:
-                    return {}  # an earlier attempt's, or too big to keep a copy of
+                if os.fstat(f.fileno()).st_mtime < entry.created_ms / 1000 - 1:
+                    return {}  # an earlier attempt's
                 data = f.read(MAX_RESULT_BYTES + 1)
         except OSError as err:  # UnsafeFile included
             log.warning("mlflow_result_unreadable", job=entry.job, error=str(err))
@@ -365,8 +369,8 @@ class MlflowHooks:
         except StoreError as err:
             log.warning("mlflow_result_copy_failed", job=entry.job, error=str(err))
         try:
-            return values.result_values(json.loads(data))
-        except ValueError:
+            return values.result_values(parse_job_json(data, RESULT_FILE))
+        except UnsafeFile:
             return {}
 
     # ---- job_info.json ----------------------------------------------------------------------------------------

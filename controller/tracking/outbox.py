@@ -74,6 +74,7 @@ class Outbox:
     """The entries in memory, mirrored to disk on every change. Thread-safe."""
 
     def __init__(self, state_dir: Path):
+        self.data_root = state_dir.parent  # DATA/.opeva -> DATA: the root the artifacts are opened beneath
         self.root = state_dir / OUTBOX_DIR
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()

@@ -7,6 +7,7 @@ MLflow's own client retries for minutes with backoff inside one call; a call her
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,7 +16,6 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from ..store import open_job_file
 from .config import TrackingConfig
 from .values import safe_key
 
@@ -71,38 +71,28 @@ class Deadline:
 
 
 class FileRange:
-    """Bytes [start, end) of a file as a request body with a known length (the log of one attempt)."""
+    """Bytes [start, end) of an open file as a request body with a known length (the log of one attempt)."""
 
-    def __init__(self, path: Path, start: int, end: int, chunk: int = 1 << 20):
-        self.path, self.start, self.end, self.chunk = path, start, end, chunk
-        self._f: BinaryIO | None = None
-        self._left = end - start
+    def __init__(self, f: BinaryIO, start: int, end: int, chunk: int = 1 << 20):
+        self.start, self.end, self.chunk = start, end, chunk
+        self._f = f
+        self._pos = start
 
     def __len__(self) -> int:
         return self.end - self.start
 
     def read(self, n: int = -1) -> bytes:
-        if self._f is None:
-            f = open_job_file(self.path)  # the log lives in a folder the job can write: never follow a link
-            if f is None:
-                raise FileNotFoundError(self.path)
-            self._f = f
-            self._f.seek(self.start)
-        if self._left <= 0:
+        left = self.end - self._pos
+        if left <= 0:
             return b""
-        n = self._left if n is None or n < 0 else min(n, self._left)
-        data = self._f.read(n)
-        self._left -= len(data)
+        n = left if n is None or n < 0 else min(n, left)
+        data = os.pread(self._f.fileno(), n, self._pos)
+        self._pos += len(data)
         return data
 
     def __iter__(self) -> Iterator[bytes]:
         while block := self.read(self.chunk):
             yield block
-
-    def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
 
 
 class MlflowRest:
@@ -227,28 +217,25 @@ class MlflowRest:
 
     # ---- artifacts ------------------------------------------------------------------------------------------
     def upload(
-        self, artifact_uri: str, artifact_path: str, name: str, source: Path, start: int = 0, end: int | None = None
+        self, artifact_uri: str, artifact_path: str, name: str, source: BinaryIO, start: int = 0, end: int | None = None
     ) -> None:
-        """Put bytes [start, end) of `source` at ARTIFACT_URI/artifact_path/name (overwriting: idempotent).
+        """Put bytes [start, end) of the open file `source` at ARTIFACT_URI/artifact_path/name (overwriting:
+        idempotent). The caller opened it by the safe rule (jobfiles) and closes it.
 
         `mlflow-artifacts:` and http(s) artifact roots are written over HTTP with this client's timeouts; any other
         root (a shared folder, S3) goes through MLflow's artifact repositories.
         """
-        end = source.stat().st_size if end is None else end
+        end = os.fstat(source.fileno()).st_size if end is None else end
         scheme = urlsplit(artifact_uri).scheme
         if scheme in ("mlflow-artifacts", "http", "https"):
             url = f"{self._artifact_base(artifact_uri)}/{quote(artifact_path)}/{quote(name)}"
-            body = FileRange(source, start, end)
-            try:
-                self._request(
-                    "PUT",
-                    url,
-                    timeout=(self.config.call_timeout, UPLOAD_READ_TIMEOUT),
-                    data=body,
-                    headers={"Content-Type": "application/octet-stream"},
-                )
-            finally:
-                body.close()
+            self._request(
+                "PUT",
+                url,
+                timeout=(self.config.call_timeout, UPLOAD_READ_TIMEOUT),
+                data=FileRange(source, start, end),
+                headers={"Content-Type": "application/octet-stream"},
+            )
             return
         self._upload_with_mlflow(artifact_uri, artifact_path, name, source, start, end)
 
@@ -262,7 +249,7 @@ class MlflowRest:
 
     @staticmethod
     def _upload_with_mlflow(
-        artifact_uri: str, artifact_path: str, name: str, source: Path, start: int, end: int
+        artifact_uri: str, artifact_path: str, name: str, source: BinaryIO, start: int, end: int
     ) -> None:
         import tempfile
 
@@ -270,18 +257,10 @@ class MlflowRest:
 
         with tempfile.TemporaryDirectory(prefix="opeva-mlflow-") as tmp:
             local = Path(tmp) / name
-            src = open_job_file(source)
-            if src is None:
-                raise FileNotFoundError(source)
-            with src, open(local, "wb") as dst:
-                src.seek(start)
-                left = end - start
-                while left > 0:
-                    block = src.read(min(left, 1 << 20))
-                    if not block:
-                        break
+            body = FileRange(source, start, end)
+            with open(local, "wb") as dst:
+                while block := body.read(body.chunk):
                     dst.write(block)
-                    left -= len(block)
             try:
                 get_artifact_repository(artifact_uri).log_artifact(str(local), artifact_path)
             except Exception as err:  # the repositories raise anything from OSError to boto errors

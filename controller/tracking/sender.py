@@ -11,6 +11,7 @@ changed param, a deleted run) is logged and dropped, so one bad operation never 
 from __future__ import annotations
 
 import functools
+import os
 import random
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from ..jobfiles import open_job_file
 from .config import TrackingConfig
 from .outbox import Entry, Outbox
 from .rest import MAX_BATCH_METRICS, MAX_BATCH_TAGS, Deadline, MlflowRest, Rejected, Unavailable, chunks
@@ -272,19 +274,24 @@ class Sender:
                 )
 
     def _upload(self, entry: Entry, art: dict[str, Any]) -> None:
-        source = self.outbox.path(entry, art["entry_file"]) if art.get("entry_file") else Path(art["file"])
+        path = self.outbox.path(entry, art["entry_file"]) if art.get("entry_file") else Path(art["file"])
         try:
-            size = source.stat().st_size
-        except OSError:
-            log.info("mlflow_artifact_missing", job=entry.job, file=str(source))
+            source = open_job_file(self.outbox.data_root, path)  # a log the job could have swapped: see jobfiles
+        except OSError as err:  # UnsafeFile included
+            log.warning("mlflow_artifact_refused", job=entry.job, file=str(path), error=str(err))
             return
-        start = int(art.get("start", 0))
-        end = min(int(art.get("end", size)), size)
-        if end <= start:
+        if source is None:
+            log.info("mlflow_artifact_missing", job=entry.job, file=str(path))
             return
-        if not entry.artifact_uri:
-            raise Rejected("the run has no artifact location")
-        self.rest.upload(entry.artifact_uri, art["artifact_path"], art["name"], source, start, end)
+        with source:
+            size = os.fstat(source.fileno()).st_size
+            start = int(art.get("start", 0))
+            end = min(int(art.get("end", size)), size)
+            if end <= start:
+                return
+            if not entry.artifact_uri:
+                raise Rejected("the run has no artifact location")
+            self.rest.upload(entry.artifact_uri, art["artifact_path"], art["name"], source, start, end)
 
 
 def _merge(pending: list[tuple[Path, dict[str, Any]]]) -> tuple[list[Path], dict[str, list]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -218,7 +219,7 @@ class FakeRest:
         self._call("status", status)
 
     def upload(self, uri, path, name, source, start, end):
-        self._call("upload", f"{path}/{name}", source.read_bytes()[start:end])
+        self._call("upload", f"{path}/{name}", os.pread(source.fileno(), end - start, start))
 
 
 def sender_with(tmp_path) -> tuple[Sender, FakeRest, Outbox, list]:
