@@ -11,14 +11,13 @@ from typing import Any
 
 import structlog
 
+from controller.status import FINAL_PHASES, LIVE_PHASES
+
 from .context import ApiContext
 from .errors import AlreadyExists, NotFound
 from .specfiles import new_run_id
 
 log = structlog.get_logger("opeva.api.ops")
-
-ACTIVE = ("Pending", "Running")
-FINISHED = ("Succeeded", "Failed", "Stopped")
 
 
 class JobOps:
@@ -59,7 +58,7 @@ class JobOps:
 
     def requeue(self, name: str, force: bool) -> dict[str, Any]:
         phase = self._phase(name)
-        if phase in ACTIVE and not force:
+        if phase in LIVE_PHASES and not force:
             raise AlreadyExists(f"job {name!r} is {phase.lower()}; pass force=true to start it over")
         self.ctx.specs.set_control(name, {"suspend": False, "runId": new_run_id()}, "requeued")
         return {"message": "Job requeued", "job_id": name, "status": "queued"}
@@ -85,7 +84,7 @@ class JobOps:
                 continue
             if name in keep_set:
                 kept.append(name)
-            elif row.get("phase") in FINISHED:
+            elif row.get("phase") in FINAL_PHASES:
                 self.delete(name)
                 removed.append(name)
             else:
