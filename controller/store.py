@@ -168,7 +168,7 @@ class DataStore:
         """A file inside the data folder opened by the one safe rule; None if missing, UnsafeFile if refused."""
         return jobfiles.open_job_file(self.root, path, max_bytes)
 
-    def _job_json_or_none(self, path: Path) -> Any | None:
+    def job_json_or_none(self, path: Path) -> Any | None:
         """A JSON file the job may have written, by the same rule; None if absent, refused or not JSON."""
         try:
             return jobfiles.read_job_json(self.root, path, MAX_JOB_JSON_BYTES)[1]
@@ -198,7 +198,7 @@ class DataStore:
     def read_status(self, name: str) -> JobStatus | None:
         data = read_json(self.status_path(name))
         if data is None and not self.status_path(name).exists():
-            data = self._job_json_or_none(self.status_copy_path(name))  # a folder from before the record moved
+            data = self.job_json_or_none(self.status_copy_path(name))  # a folder from before the record moved
         if not isinstance(data, dict):
             return None
         try:
@@ -234,7 +234,7 @@ class DataStore:
             if merged != current:
                 record.parent.mkdir(exist_ok=True)
                 atomic_write_json(record, merged)
-            on_file = _mapping(self._job_json_or_none(path))
+            on_file = _mapping(self.job_json_or_none(path))
             shown = {**on_file, **{k: v for k, v in merged.items() if k not in DESCRIPTIVE_INFO or k not in on_file}}
             if shown != on_file:
                 atomic_write_json(path, shown)
@@ -245,7 +245,7 @@ class DataStore:
         The submission's descriptive keys (DESCRIPTIVE_INFO) are the exception: the job may refine them, as the OPEVA
         simulator writes its `run_name`, so the job's value is shown when it wrote one."""
         own = read_json(self.job_info_record_path(name))
-        written = self._job_json_or_none(self.job_dir(name) / JOB_INFO_FILE)
+        written = self.job_json_or_none(self.job_dir(name) / JOB_INFO_FILE)
         if not isinstance(own, dict) and not isinstance(written, dict):
             return None
         own = _mapping(own)

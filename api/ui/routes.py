@@ -20,14 +20,15 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from controller.sampler import read_history
-from controller.status import TERMINAL_PHASES, epoch
-from controller.store import read_job_json, read_json
+from controller.selectors import parse_label_selector
+from controller.status import PHASES, TERMINAL_PHASES, epoch, normalize_phase
+from controller.store import read_json
 
 from ..context import ApiContext
-from ..errors import ApiError
+from ..errors import ApiError, DomainError
 from ..heartbeat import read_heartbeat
-from ..index import PHASES, Snapshot, normalize_phase, parse_label_selector
-from ..jobfiles import read_json_file, safe_open, stream_range
+from ..index import Snapshot
+from ..jobfiles import stream_range
 from ..models import JobName
 from ..routes import jobs as job_routes
 from . import logview, views
@@ -148,8 +149,8 @@ def _job_json(ctx: ApiContext, name: str, rel: str, max_bytes: int | None = None
         except OSError:
             return None, None
     try:
-        found, value = read_json_file(path, ctx.store.root)
-    except ApiError as err:
+        found, value = ctx.store.read_job_json(path)
+    except DomainError as err:  # UnsafeFile: a link, not a regular file, not JSON
         return None, err.message
     return (value, None) if found else (None, None)
 
@@ -242,7 +243,7 @@ def _list_values(request: Request) -> dict[str, Any]:
     for row in page.rows:
         progress = None
         if row["phase"] in ("Running", "Succeeded", "Failed", "Stopped"):
-            progress = views.progress_view(read_job_json(ctx.store.progress_path(row["name"])))
+            progress = views.progress_view(ctx.store.job_json_or_none(ctx.store.progress_path(row["name"])))
         icon, css = views.PHASE_LOOK.get(row["phase"] or "", ("?", "unknown"))
         rows.append(
             {
@@ -408,7 +409,7 @@ def job_live(request: Request, name: JobName) -> Response:
 
 # ---- the log ---------------------------------------------------------------------------------------------------
 def _log_sections(request: Request, name: str) -> list[logview.Section]:
-    f = safe_open(_ctx(request).store.log_path(name), _ctx(request).store.root)
+    f = _ctx(request).store.open_job_file(_ctx(request).store.log_path(name))
     if f is None:
         return []
     with f:
@@ -430,7 +431,7 @@ def job_log(request: Request, name: JobName) -> Response:
     index, offset = _int(request.query_params.get("section")), _int(request.query_params.get("offset"))
     status = ctx.store.read_status(name)
     final = status is not None and (status.phase in TERMINAL_PHASES or status.phase == "Stopped")
-    f = safe_open(ctx.store.log_path(name), ctx.store.root)
+    f = ctx.store.open_job_file(ctx.store.log_path(name))
     if f is None:
         chunk = logview.Chunk("", 0, False, False)
     else:
@@ -452,7 +453,7 @@ def job_log(request: Request, name: JobName) -> Response:
 def job_log_download(request: Request, name: JobName) -> Response:
     ctx = _ctx(request)
     ctx.require_job(name)
-    f = safe_open(ctx.store.log_path(name), ctx.store.root)
+    f = ctx.store.open_job_file(ctx.store.log_path(name))
     if f is None:
         return PlainTextResponse("", headers={"Content-Disposition": f'attachment; filename="{name}.log"'})
     index = _int(request.query_params.get("section"))
