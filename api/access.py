@@ -13,6 +13,8 @@ service relied on the closed network. Here that is a deliberate opt-in, never a 
   reach it under a name it controls. The mode is logged as a warning at start and shown in `/health`.
 
 Without either setting nothing changes: no listening beyond loopback without a token, and a token when one is set.
+Without a token the `Host` header is always checked (DNS rebinding), a `Sec-Fetch-Site: cross-site` request without an
+allowed origin is refused, and a write with a body must be JSON or YAML (`write_type_allowed`).
 """
 
 from __future__ import annotations
@@ -133,3 +135,16 @@ class Access:
             return True
         except ValueError:
             return False
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def write_type_allowed(method: str, content_type: str | None, has_body: bool) -> bool:
+    """A write's body is JSON or YAML: never text/plain or a form, the types a web page may send cross-site without
+    asking first. No Content-Type is accepted (command-line clients); a browser sending one without it also sends
+    an Origin, checked before this."""
+    if method not in WRITE_METHODS or not has_body or content_type is None:
+        return True
+    main = content_type.split(";")[0].strip().lower()
+    return "/" in main and main.endswith(("json", "yaml"))

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controller.spec import JobManifest
 from controller.store import DataStore, StoreError
 
-from .access import Access
+from .access import Access, write_type_allowed
 from .configs import ConfigFolder
 from .context import ApiContext
 from .errors import NAME_RULE, ApiError, DomainError, domain_headers, domain_status, short_repr
@@ -189,8 +189,12 @@ class Guard:
         origin = _text(_header(scope, b"origin"))
         if origin is not None and not self.access.origin_allowed(origin, host):
             return 403, f"web origin {origin!r} is not allowed to call this API (see OPEVA_CORS_ORIGINS)"
+        if origin is None and _text(_header(scope, b"sec-fetch-site")) == "cross-site":
+            return 403, "cross-site browser requests are refused"
         if path in PUBLIC_PATHS or path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
-            return None
+            return None  # the dashboard's forms carry its session and CSRF token (api/ui/session.py)
+        if not write_type_allowed(scope.get("method", ""), _text(_header(scope, b"content-type")), _has_body(scope)):
+            return 415, "a write's body must be JSON or YAML (Content-Type application/json or application/yaml)"
         header = _header(scope, b"authorization")
         if header is not None and self.token is not None:
             scheme, _, given = header.partition(b" ")
@@ -206,6 +210,8 @@ class Guard:
             return None
         if self.token is None:
             if client is None or is_loopback(client) or not self.access.open_networks:
+                if not self.access.host_allowed(host):  # DNS rebinding: a web page's name resolving to loopback
+                    return 403, f"Host {host!r} is not one of this API's names (see OPEVA_ALLOWED_HOSTS)"
                 return None  # the API listens on loopback only, unless open networks are named
             return 403, f"{client} is not in the networks allowed without a token (OPEVA_OPEN_NETWORKS)"
         if header is None:
@@ -251,6 +257,11 @@ class Guard:
             return await receive()
 
         return replay
+
+
+def _has_body(scope: Scope) -> bool:
+    length = _header(scope, b"content-length")
+    return _header(scope, b"transfer-encoding") is not None or (length is not None and length.strip() != b"0")
 
 
 def _text(value: bytes | None) -> str | None:

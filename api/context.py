@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +17,8 @@ from .index import JobIndex
 from .simulations import Simulations
 from .specfiles import SpecFiles
 
+MAX_FOLLOWERS = 64  # `logs?follow=true` streams at once: each holds a connection and a descriptor
+
 
 @dataclass
 class ApiContext:
@@ -27,6 +30,7 @@ class ApiContext:
     max_body: int
     configs: ConfigFolder
     simulations: Simulations
+    followers: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_FOLLOWERS))
 
     def job_known(self, name: str) -> bool:
         """A job exists if the controller has a record of it or a spec file defines it (a collected job's kept

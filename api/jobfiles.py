@@ -14,6 +14,7 @@ import anyio
 from controller.errors import OutOfRange
 
 CHUNK = 256 * 1024
+MAX_TAIL_SCAN = 64 * 1024 * 1024
 
 
 def file_size(f: IO[bytes]) -> int:
@@ -21,9 +22,13 @@ def file_size(f: IO[bytes]) -> int:
 
 
 def tail_start(f: IO[bytes], end: int, lines: int, floor: int = 0) -> int:
-    """Offset where the last `lines` lines before `end` begin (an unterminated last line counts), not below `floor`."""
+    """Offset where the last `lines` lines before `end` begin (an unterminated last line counts), not below `floor`.
+
+    Read backwards from the end, at most MAX_TAIL_SCAN bytes: a huge log without newlines (or a sparse one) costs
+    no more than that, and its tail is then the last MAX_TAIL_SCAN bytes."""
     if lines <= 0:
         return end
+    floor = max(floor, end - MAX_TAIL_SCAN)
     fd = f.fileno()
     stop = end
     if end > floor and os.pread(fd, 1, end - 1) == b"\n":

@@ -6,15 +6,61 @@ start containers is never reachable unauthenticated from the network.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import resource
 import threading
 import time
 from typing import Any
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = structlog.get_logger("opeva.api")
 
 STARTUP_TIMEOUT = 10.0
+# Connection limits: about 1,000 half-open connections or 500 log followers used to exhaust the descriptors (systemd's
+# default limit is 1024), and then /health, the heartbeat and the log writes failed.
+MAX_CONNECTIONS = 256  # connections + requests in flight; past it uvicorn answers 503 at once
+HEAD_TIMEOUT = 10.0  # a connection must send a whole request head this soon after it opens or after a response
+KEEP_ALIVE = 5  # an idle keep-alive connection is closed after this many seconds
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers
+WANTED_FILES = 65_536  # RLIMIT_NOFILE raised towards this (up to the hard limit) at start
+
+
+class _TimedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request head: a connection that opens and says nothing,
+    or trickles a header a byte at a time, is closed after HEAD_TIMEOUT seconds instead of holding a descriptor."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        self.loop.call_later(HEAD_TIMEOUT, self._head_deadline, self.cycle)
+
+    def _head_deadline(self, cycle: object) -> None:
+        if self.cycle is cycle and self.transport is not None and not self.transport.is_closing():
+            self.transport.close()  # no new request started since the deadline was armed
+
+
+def raise_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE towards WANTED_FILES where the hard limit allows; the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = WANTED_FILES if hard == resource.RLIM_INFINITY else min(WANTED_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return wanted
+        except (ValueError, OSError) as err:
+            log.warning("file_limit_not_raised", soft=soft, hard=hard, error=str(err))
+    return soft
 
 
 def is_loopback(host: str) -> bool:
@@ -47,6 +93,7 @@ def _app_access(app: Any) -> tuple[str | None, bool]:
 
 def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
     check_bind(host, *_app_access(app))
+    raise_file_limit()
     return uvicorn.Config(
         app,
         host=host,
@@ -56,6 +103,10 @@ def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
         lifespan="off",
         timeout_graceful_shutdown=3,
         server_header=False,
+        http=_TimedH11,
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -11,7 +13,8 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from controller.errors import OutOfRange
 from controller.status import FINAL_PHASES
 
-from ..context import ApiContext, Ctx
+from ..context import MAX_FOLLOWERS, ApiContext, Ctx
+from ..errors import ApiError
 from ..jobfiles import follow, log_window, stream_range
 from ..models import JobName
 
@@ -41,6 +44,15 @@ def job_finished(ctx: ApiContext, name: str):
         return not ctx.job_known(name)
 
     return finished
+
+
+async def _released(stream: AsyncIterator[bytes], slot: threading.BoundedSemaphore) -> AsyncIterator[bytes]:
+    """The stream; its follower slot is given back however it ends (done, client gone, server stopping)."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        slot.release()
 
 
 def whole_log(ctx: ApiContext, name: str, which: str = "log") -> StreamingResponse:
@@ -106,8 +118,10 @@ def get_logs(
     if follow_:
         if f is not None:
             f.close()
+        if not ctx.followers.acquire(blocking=False):
+            raise ApiError(429, f"{MAX_FOLLOWERS} logs are already being followed; try again later")
         return StreamingResponse(
-            follow(lambda: log_file(ctx, name, file), start, job_finished(ctx, name)),
+            _released(follow(lambda: log_file(ctx, name, file), start, job_finished(ctx, name)), ctx.followers),
             media_type=TEXT,
             headers={"X-Start-Offset": str(start), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
