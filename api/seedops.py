@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from controller.status import FINAL_PHASES, LIVE_PHASES
+from controller.status import ACTIVE_PHASES, FINAL_PHASES
 
 from .context import ApiContext
 from .errors import AlreadyExists, NotFound
@@ -58,7 +58,7 @@ class JobOps:
 
     def requeue(self, name: str, force: bool) -> dict[str, Any]:
         phase = self._phase(name)
-        if phase in LIVE_PHASES and not force:
+        if phase in ACTIVE_PHASES and not force:
             raise AlreadyExists(f"job {name!r} is {phase.lower()}; pass force=true to start it over")
         self.ctx.specs.set_control(name, {"suspend": False, "runId": new_run_id()}, "requeued")
         return {"message": "Job requeued", "job_id": name, "status": "queued"}
