@@ -12,12 +12,12 @@ from typing import Any
 
 from .decide import LABEL_RUN_ID, Create, run_key
 from .jobpaths import JOB_SUBDIRS, JOBS_DIR, log_file
-from .logcapture import LABEL_LOG_CAPTURE
 from .runtime.base import (
     LABEL_ATTEMPT,
     LABEL_GENERATION,
     LABEL_INSTANCE,
     LABEL_JOB,
+    LABEL_LOG_CAPTURE,
     LABEL_MANAGED,
     LABEL_RUN,
     ContainerInfo,

@@ -20,13 +20,11 @@ from pathlib import Path
 import structlog
 
 from .faults import crash_point
-from .runtime.base import ContainerInfo, Runtime, timestamp_ns
+from .runtime.base import LABEL_LOG_CAPTURE, ContainerInfo, Runtime, timestamp_ns
 from .status import iso, utcnow
 from .store import DataStore, atomic_write_json, read_json
 
 log = structlog.get_logger("opeva.logs")
-
-LABEL_LOG_CAPTURE = "opeva.logCapture"
 
 
 class LogCapture:

@@ -17,6 +17,7 @@ LABEL_ATTEMPT = "opeva.attempt"
 LABEL_RUN = "opeva.run"
 LABEL_MANAGED = "opeva.managed"
 LABEL_INSTANCE = "opeva.instance"
+LABEL_LOG_CAPTURE = "opeva.logCapture"  # "false": the job writes its own log; nothing is captured
 
 
 class EngineError(Exception):
