@@ -259,8 +259,8 @@ class JobIndex:
         if not phases and not labels:
             total = len(snap.entries)
             end = len(snap.entries) if limit is None else min(len(snap.entries), start + limit)
-            items = snap.entries[start:end]
-            return Page(items, total, items[-1]["name"] if items and end < total else None)
+            window = snap.entries[start:end]
+            return Page(window, total, window[-1]["name"] if window and end < total else None)
 
         def match(row: dict[str, Any]) -> bool:
             return labels_match(row["labels"], labels or [])

@@ -173,7 +173,8 @@ class SpecFiles:
                         found.loaded.manifest,
                         "the spec is identical to the one in the file; nothing changed",
                     )
-                target, rel, action = _write_target(found.path), found.rel, "updated"
+                action: Action = "updated"
+                target, rel = _write_target(found.path), found.rel
             else:
                 target = self.root / f"{name}.yaml"
                 rel, action = target.name, "created"

@@ -22,7 +22,7 @@ class _PlanCommand(click.Command):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as err:
-            err.exit_code = 1
+            err.exit_code = 1  # type: ignore[misc]  # plan exits 2 for "changes pending", so usage errors exit 1
             raise
 
 
