@@ -30,17 +30,18 @@ from .errors import NAME_RULE, ApiError, DomainError, domain_headers, domain_sta
 from .index import JobIndex
 from .metrics import build_registry
 from .models import ErrorBody
-from .routes import health, jobs, logs, metrics, seed
+from .routes import health, jobs, logs, metrics, seed, source
 from .server import is_loopback
 from .simulations import DEFAULT_SIMULATOR_IMAGE, Simulations
 from .specfiles import SpecFiles
 from .ui import install_dashboard
+from .webhooks import Webhook
 
 log = structlog.get_logger("opeva.api")
 
 
 API_VERSION = "0.1.0"
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/webhooks/git"})  # a webhook proves itself by its signature
 UI_PREFIX = "/ui"  # the dashboard checks its own session cookie (api/ui/session.py)
 DESCRIPTION = """
 The OPEVA job controller's HTTP API. It is thin: **writes become spec files** in the specs folder (the controller
@@ -66,6 +67,7 @@ def create_app(
     host_data_dir: Path | None = None,
     simulator_tags: tuple[str, ...] = (),
     access: Access | None = None,
+    webhook: Webhook | None = None,
 ) -> FastAPI:
     """The API over `data_dir` (specs in `specs_dir`, default DATA/specs); `token` turns on Bearer authentication.
 
@@ -73,7 +75,8 @@ def create_app(
     `host_data_dir` the data folder's path on the Docker host, so dataset paths given as host paths are rewritten for
     the container; `simulator_tags` the image tags offered besides `latest`. The command line passes them from
     `Settings` ($OPEVA_SIMULATOR_IMAGE, $OPEVA_HOST_DATA, $OPEVA_SIMULATOR_TAGS). `access` says who may call without
-    the token and from which web origins (api/access.py; default: loopback and the token only).
+    the token and from which web origins (api/access.py; default: loopback and the token only). `webhook` receives
+    pushes for the git source running in the same process.
     """
     store = DataStore.open(data_dir, specs_dir)
     configs = ConfigFolder(store.root)
@@ -99,11 +102,13 @@ def create_app(
             {"name": "seed (compatibility)", "description": "The seed service's endpoints."},
             {"name": "health", "description": "Liveness and readiness, without auth."},
             {"name": "metrics", "description": "Prometheus metrics."},
+            {"name": "source", "description": "The git repository the specs folder follows (GitOps)."},
         ],
     )
     app.state.ctx = ctx
+    app.state.webhook = webhook
     app.state.metrics = build_registry(store, ctx.index)
-    for module in (jobs, logs, seed, health, metrics):
+    for module in (jobs, logs, seed, health, metrics, source):
         app.include_router(module.router)
     install_dashboard(app, ctx.token)
     _install_error_handlers(app)

@@ -186,6 +186,9 @@ class Health(BaseModel):
         description="How the API is protected: mode (loopback-only, token, open-networks, token-or-open-networks), "
         "whether a token is set, the networks that need none, the web origins allowed.",
     )
+    source: dict[str, Any] | None = Field(
+        default=None, description="The git repository the specs folder follows, in brief (GET /source); null: none."
+    )
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [

@@ -25,6 +25,7 @@ from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from controller.errors import Conflict, InvalidInput, NotFound
+from controller.gitsource import read_source
 from controller.spec import (
     MAX_SPEC_BYTES,
     JobManifest,
@@ -148,9 +149,19 @@ class SpecFiles:
             return None
         return Located(path, rel.as_posix(), loaded)
 
+    def refuse_if_git(self, name: str, verb: str) -> None:
+        """A folder that follows a git repository is the repository's: the next sync would undo any write here."""
+        source = read_source(self.store.root)
+        if source is not None:
+            raise Conflict(
+                f"cannot {verb} job {name!r}: the specs folder follows {source.get('repoURL')} "
+                f"(ref {source.get('ref')}); commit the change to the repository instead",
+            )
+
     # ---- writing whole specs --------------------------------------------------------------------------------
     def apply(self, name: str, body: bytes, fmt: str, *, create_only: bool = False) -> WriteOutcome:
         """Create or replace the spec of `name` with `body` (YAML or JSON text); identical content changes nothing."""
+        self.refuse_if_git(name, "create" if create_only else "apply")
         try:
             manifest = parse_text(body, "request body", fmt)
         except SpecError as err:
@@ -194,6 +205,7 @@ class SpecFiles:
     # ---- control fields -------------------------------------------------------------------------------------
     def set_control(self, name: str, changes: dict[str, Any], verb: str) -> WriteOutcome:
         """Set keys under `spec:` of the job's file, keeping the rest of the file as it was."""
+        self.refuse_if_git(name, {"stopped": "stop", "resumed": "resume"}.get(verb, verb))
         with self._lock:
             found = self.find(name)
             if found is None:
@@ -230,6 +242,7 @@ class SpecFiles:
 
     # ---- deleting -------------------------------------------------------------------------------------------
     def delete(self, name: str) -> WriteOutcome:
+        self.refuse_if_git(name, "delete")
         with self._lock:
             found = self.find(name)
             if found is None:

@@ -92,6 +92,10 @@ def describe_cmd(client: ApiClient, name: str, n_events: int) -> None:
     kv("Name", name)
     kv("Labels", ", ".join(f"{k}={labels[k]}" for k in sorted(labels)) or None)
     kv("Spec file", detail.get("specFile"))
+    if st.get("source"):  # the folder follows a git repository: where this run's spec came from
+        src = st["source"]
+        kv("Source", f"{src.get('repoURL')} {src.get('ref')} @ {src.get('commit')}")
+        kv("Source file", f"{src.get('path')} (sha256 {str(src.get('digest'))[:16]})")
     if detail.get("specError"):
         kv("Spec error", detail["specError"], "red")
     desired = desired_from_detail(detail)

@@ -261,9 +261,15 @@ def get_cmd(
       opeva get -l experiment=citylearn --phase Running
       opeva get -o json | jq -r '.items[] | select(.status.phase=="Failed") | .metadata.name'
       opeva get -w                          # live, until Ctrl-C
+      opeva get source                      # the git repository the specs follow (opeva run --git)
     """
     from .render import Output, dump_json, dump_yaml
 
+    if names == ("source",) and not watch:
+        source = client.get_json("/source", ok_missing=True)
+        if source is not None:  # else a job named "source"
+            _show_source(source, output)
+            return
     selector = parse_selector(selectors)
     phase_list = parse_phases(phases)
     if watch and output not in ("table", "wide"):
@@ -299,3 +305,32 @@ def get_cmd(
         if len(names) == 1:
             sys.exit(1)  # the error is said above
         raise CliError(f"{len(fetcher.missing)} of {len(names)} jobs not found")
+
+
+def _show_source(source: dict[str, Any], output: str) -> None:
+    """`opeva get source`: what the specs folder follows, the last fetch and apply, the last applied revisions."""
+    from .render import Output, dump_json, dump_yaml
+
+    if output in ("json", "yaml"):
+        click.echo((dump_json if output == "json" else dump_yaml)(source), nl=False)
+        return
+    out = Output()
+    held = source.get("held") or {}
+    rows = [
+        ["Repository", source.get("repoURL")],
+        ["Ref", source.get("ref")],
+        ["Path", source.get("path") or "/"],
+        ["Applied", f"{source.get('appliedCommit') or '-'} at {source.get('appliedAt') or '-'}"],
+        ["Fetched", f"{source.get('lastFetchedCommit') or '-'} at {source.get('lastFetchedAt') or '-'}"],
+        ["Attempted", f"{source.get('lastAttemptedCommit') or '-'} (last try {source.get('lastAttemptAt') or '-'})"],
+        ["Last error", source.get("lastError") or "-"],
+    ]
+    if source.get("message"):
+        rows.append(["Note", source["message"]])
+    if held:
+        rows.append(["Held", f"{held.get('commit')}: {held.get('reason')}"])
+    out.print(out.table(["SOURCE", ""], [[k, str(v)] for k, v in rows]))
+    history = source.get("history") or []
+    if history:
+        out.print("")
+        out.print(out.table(["APPLIED COMMIT", "AT"], [[h.get("commit"), h.get("appliedAt")] for h in history]))

@@ -38,6 +38,18 @@ CONTROLLER_SETTINGS = (
     "queues",
     "mlflow_uri",
 )
+GIT_SETTINGS = (
+    "git_url",
+    "git_ref",
+    "git_path",
+    "git_period",
+    "git_token_file",
+    "git_ssh_key",
+    "git_known_hosts",
+    "git_allow_prune",
+    "git_max_stops",
+    "git_webhook_secret_file",
+)
 
 
 def _server_token(settings: Settings) -> str | None:
@@ -66,6 +78,21 @@ def _access(settings: Settings, token: str | None) -> Access:
         raise click.ClickException(f"bad setting: {err}") from None
 
 
+def _webhook(settings: Settings, git: Any) -> Any:
+    """The webhook receiver for the API: the secret and the git source to wake; None without --git or a secret."""
+    if git is None or settings.git_webhook_secret_file is None:
+        return None
+    from api.webhooks import Webhook
+
+    try:
+        secret = settings.git_webhook_secret_file.read_text().strip()
+    except OSError as err:
+        raise click.ClickException(f"--git-webhook-secret-file: {err.strerror or err}") from None
+    if not secret:
+        raise click.ClickException(f"--git-webhook-secret-file {settings.git_webhook_secret_file} is empty")
+    return Webhook(secret=secret, trigger=git.trigger)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """OPEVA job controller: spec files in a folder become Docker containers, observed and recorded."""
@@ -75,6 +102,7 @@ def main() -> None:
 @setting_options(Settings, *SERVER_SETTINGS)
 @click.option("--no-api", is_flag=True, help="Run the controller only.")
 @setting_options(Settings, *CONTROLLER_SETTINGS)
+@setting_options(Settings, *GIT_SETTINGS)
 def run(no_api: bool, **flags: Any) -> None:
     """Run the controller (and the API) in the foreground. Ctrl-C stops the controller, not the jobs.
 
@@ -83,8 +111,11 @@ def run(no_api: bool, **flags: Any) -> None:
       opeva run                              # ./opeva-data, API on 127.0.0.1:8000
       opeva run --data /opt/opeva_shared_data --no-api
       OPEVA_API_TOKEN=secret opeva run --host 0.0.0.0
+      opeva run --git https://host/lab/experiments.git --git-ref main --git-path specs/
     """
     settings: Settings = load_settings(Settings, flags)
+    if settings.git_url and settings.specs_dir:
+        raise click.UsageError("--git and --specs exclude each other: with --git the repository is the specs folder")
     configure_logging(settings.log_level)
     log = structlog.get_logger("opeva")
     token = _server_token(settings)
@@ -101,10 +132,20 @@ def run(no_api: bool, **flags: Any) -> None:
     except HostPathError as err:
         raise click.ClickException(str(err)) from None
 
+    from controller.gitsource import GitError, GitOptions, GitSource, forget_source
     from controller.runtime.docker import DockerRuntime
     from controller.store import DataStore
     from controller.wiring import build_controller
 
+    git = None
+    if settings.git_url:
+        git = GitSource(GitOptions.from_settings(settings), settings.data_dir)
+        try:
+            settings.specs_dir = git.prepare()
+        except (GitError, OSError) as err:
+            raise click.ClickException(f"cannot set up the git source: {err}") from None
+    else:
+        forget_source(settings.data_dir)
     store = DataStore.open(settings.data_dir, settings.specs_dir)
     runtime = DockerRuntime(settings.docker_url, instance=store.instance_id())
     if not runtime.ping():
@@ -118,11 +159,15 @@ def run(no_api: bool, **flags: Any) -> None:
         hooks = build_hooks(store, runtime, settings.mlflow_uri)
     except TrackingConfigError as err:
         raise click.ClickException(str(err)) from None
-    controller = build_controller(settings, runtime, hooks=hooks)
+    controller = build_controller(settings, runtime, hooks=hooks, provenance=git.provenance if git else None)
+    if git is not None:
+        git.running, git.current, git.on_applied = controller.running_jobs, controller.specs.names, controller.rescan
     try:
         controller.start()
     except LockHeld as err:
         raise click.ClickException(str(err)) from None
+    if git is not None:
+        git.start()
 
     server = None
     if not no_api:
@@ -134,6 +179,7 @@ def run(no_api: bool, **flags: Any) -> None:
             controller.store.specs_dir,
             token,
             access=_access(settings, token),
+            webhook=_webhook(settings, git),
             **_api_settings(settings),
         )
         try:
@@ -157,6 +203,8 @@ def run(no_api: bool, **flags: Any) -> None:
     done.wait()
     if server is not None:
         server.should_exit = True
+    if git is not None:
+        git.stop()
     controller.stop()
     sys.exit(0)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,14 @@ class _PlanCommand(click.Command):
     default=None,
     help="Compare with this data folder's records directly (offline; no API). DIR defaults to DATA/specs.",
 )
+@click.option(
+    "--git",
+    "git_ref",
+    metavar="REF",
+    default=None,
+    help="Plan the specs of this commit, branch or tag of the git clone DIR (default .), as `opeva run --git` would.",
+)
+@click.option("--git-path", default="", metavar="PATH", help="With --git: the specs folder inside the repository.")
 @selector_option
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @connection_options
@@ -45,6 +57,8 @@ def plan_cmd(
     ctx: click.Context,
     specs_dir: Path | None,
     data_dir: Path | None,
+    git_ref: str | None,
+    git_path: str,
     selectors: tuple[str, ...],
     output: str,
     server: str | None,
@@ -65,6 +79,7 @@ def plan_cmd(
       opeva plan ./specs --data /opt/opeva_shared_data
       opeva plan --data ./opeva-data        # the live specs folder against its records
       git checkout feature && opeva plan specs/ -l experiment=citylearn || echo "changes or errors"
+      opeva plan --git origin/main --git-path specs ~/experiments   # a commit of a local clone, against the server
     """
     from controller.logsetup import configure_logging
 
@@ -73,6 +88,9 @@ def plan_cmd(
 
     configure_logging("warning")  # the scanner's warnings (two files naming one job) go to stderr
     selector = parse_selector(selectors)
+    if git_ref is not None:
+        tree = ctx.with_resource(tempfile.TemporaryDirectory(prefix="opeva-plan-"))
+        specs_dir = commit_tree(specs_dir or Path("."), git_ref, git_path, Path(tree))
     if specs_dir is None:
         specs_dir = data_dir / "specs" if data_dir is not None else Path(".")
         if not specs_dir.is_dir():
@@ -102,3 +120,21 @@ def plan_cmd(
             out.print("")
         out.print(planning.summary(items))
     ctx.exit(1 if invalid else EXIT_PLAN_CHANGES if changes else 0)
+
+
+def commit_tree(clone: Path, ref: str, path: str, into: Path) -> Path:
+    """The specs folder of commit `ref` of the git clone, written out under `into` (`git archive`, nothing checked
+    out in the clone itself). Only regular files and folders are written, as the controller's checkout would hold."""
+    inside = path.strip("/")
+    cmd = ["git", "-C", str(clone), "archive", "--format=tar", ref, *([inside] if inside else [])]
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise CliError(f"cannot run git: {err}") from None
+    if out.returncode != 0:
+        raise CliError(f"git archive {ref} in {clone}: {out.stderr.decode(errors='replace').strip()}")
+    with tarfile.open(fileobj=io.BytesIO(out.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    folder = into / inside if inside else into
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

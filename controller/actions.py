@@ -92,7 +92,7 @@ class Actions:
             if m.spec.pull_policy == "Always":
                 self.pull(m.name, m.spec.image, action.attempt)
             extra_env = call_hook(self.hooks.before_start, m, status, action.attempt, action.container) or {}
-            info = self.runtime.create_and_start(container_request(m, action, self.placement, extra_env))
+            info = self.runtime.create_and_start(container_request(m, action, self.placement, extra_env, status.source))
         except NameConflict:
             self.refresh(action.container)  # created by an earlier try: adopt it
             return 0.0

@@ -6,6 +6,7 @@ controller recognise it are decided here, in one place, and tested as tables.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from .runtime.base import (
     LABEL_LOG_CAPTURE,
     LABEL_MANAGED,
     LABEL_RUN,
+    LABEL_SOURCE,
     ContainerInfo,
     ContainerRequest,
     Mount,
@@ -73,8 +75,13 @@ def data_mounts(where: Placement, name: str, shared_writable: bool) -> tuple[Mou
 
 
 def container_request(
-    m: JobManifest, action: Create, where: Placement, extra_env: dict[str, str] | None = None
+    m: JobManifest,
+    action: Create,
+    where: Placement,
+    extra_env: dict[str, str] | None = None,
+    source: dict[str, str] | None = None,
 ) -> ContainerRequest:
+    """`source`: the run's provenance (git), kept on the container so each attempt's record says where it came from."""
     spec = m.spec
     name = m.name
     generation = m.generation
@@ -93,6 +100,8 @@ def container_request(
         labels[LABEL_LOG_CAPTURE] = "false"
     if spec.queue:
         labels[LABEL_QUEUE] = spec.queue
+    if source:
+        labels[LABEL_SOURCE] = json.dumps(source, separators=(",", ":"), sort_keys=True)
     job_dir = f"/data/jobs/{name}"
     env = {
         **spec.env,
@@ -140,6 +149,7 @@ def created_info(m: JobManifest, status: JobStatus, attempt: int, info: Containe
         "created_at": iso(info.created_at),
         "spec_file": status.specFile,
         "log_file": log_file(m.name, m.spec.logCapture),
+        **({"source": status.source} if status.source else {}),  # the folder follows git: where the spec came from
     }
 
 

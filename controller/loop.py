@@ -198,7 +198,16 @@ class Controller:
                 self.queue.done(name)
 
     # ---- watchers ---------------------------------------------------------------------------------------
+    def rescan(self) -> None:
+        """Scan the specs folder now (the git source flipped it to a new commit)."""
+        self._scan_wake.set()
+
+    def running_jobs(self) -> set[str]:
+        return {name for name, st in self.statuses.all().items() if st.phase == "Running"}
+
     def _watch_specs(self) -> None:
+        if self.settings.git_url:
+            return  # a symlink flipped by the git source, which asks for a scan itself (watching it would go stale)
         handler = _SpecEvents(self._scan_wake, self.specs)
         if not self.settings.poll_specs:
             try:

@@ -243,6 +243,46 @@ class Settings(ApiTokenSetting):
         "--queues",
     )
 
+    # GitOps (controller/gitsource.py): the specs folder follows a repository
+    git_url: str | None = setting(
+        None,
+        "OPEVA_GIT",
+        "Follow this git repository (https://, ssh:// or file://) instead of a specs folder.",
+        "--git",
+    )
+    git_ref: str = setting("main", "OPEVA_GIT_REF", "Branch or tag to follow.", "--git-ref")
+    git_path: str = setting(
+        "", "OPEVA_GIT_PATH", "Specs folder inside the repository (default: its root).", "--git-path"
+    )
+    git_period: float = setting(30.0, "OPEVA_GIT_PERIOD", "Seconds between fetches (jittered).", "--git-period", gt=0)
+    git_token_file: Path | None = setting(
+        None,
+        "OPEVA_GIT_TOKEN_FILE",
+        "File holding an HTTPS token (or USER:PASSWORD) for the repository.",
+        "--git-token-file",
+    )
+    git_ssh_key: Path | None = setting(
+        None, "OPEVA_GIT_SSH_KEY", "SSH private key for the repository.", "--git-ssh-key"
+    )
+    git_known_hosts: Path | None = setting(
+        None, "OPEVA_GIT_KNOWN_HOSTS", "known_hosts file for SSH (host keys are always checked).", "--git-known-hosts"
+    )
+    git_allow_prune: bool = setting(
+        False,
+        "OPEVA_GIT_ALLOW_PRUNE",
+        "Apply commits that remove every spec or stop more than --git-max-stops running jobs.",
+        "--git-allow-prune",
+    )
+    git_max_stops: int = setting(
+        10, "OPEVA_GIT_MAX_STOPS", "Running jobs one commit may stop before it is held.", "--git-max-stops", ge=0
+    )
+    git_webhook_secret_file: Path | None = setting(
+        None,
+        "OPEVA_GIT_WEBHOOK_SECRET_FILE",
+        "File holding the webhook secret (GitHub, Gitea: HMAC-SHA256; GitLab: the token); unset: no webhook.",
+        "--git-webhook-secret-file",
+    )
+
     _memory = field_validator("memory", "reserve_memory", mode="before")(_text_parser(parse_memory))
     _gpus = field_validator("gpus", mode="before")(_text_parser(parse_gpu_list))
     _queues = field_validator("queues", mode="before")(_text_parser(parse_queues))

@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -400,6 +400,7 @@ class LoadedSpec:
     name: str
     manifest: JobManifest | None = None
     error: str | None = None
+    digest: str | None = field(default=None, compare=False)  # sha256 of the file's bytes (provenance)
 
 
 def load_spec_file(path: Path, root: Path) -> LoadedSpec:
@@ -430,5 +431,5 @@ def load_spec_file(path: Path, root: Path) -> LoadedSpec:
     try:
         manifest = parse_text(data, str(rel), spec_format(path))
     except SpecError as err:
-        return LoadedSpec(path, err.name or fallback, error=str(err))
-    return LoadedSpec(path, manifest.name, manifest=manifest)
+        return LoadedSpec(path, err.name or fallback, error=str(err), digest=hashlib.sha256(data).hexdigest())
+    return LoadedSpec(path, manifest.name, manifest=manifest, digest=hashlib.sha256(data).hexdigest())

@@ -20,6 +20,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,9 +46,22 @@ class ScanResult:
 
 
 class SpecSource:
-    def __init__(self, specs_dir: Path, data_dir: Path):
+    """`provenance(root)`, when given, says where the folder's files come from (a git commit: controller/gitsource.py);
+    each job's desired state carries it with the file's path and digest. `settle`: how long a young broken file is
+    given to be finished before it counts."""
+
+    def __init__(
+        self,
+        specs_dir: Path,
+        data_dir: Path,
+        provenance: Callable[[str], dict[str, str] | None] | None = None,
+        settle: float = SETTLE_SECONDS,
+    ):
         self.specs_dir = specs_dir
         self.data_dir = data_dir
+        self.provenance = provenance
+        self._origin: dict[str, str] | None = None  # the provenance of the folder last built
+        self.settle = settle  # 0 for a git tree: its files are whole before the folder flips to them
         self._files: dict[str, tuple[tuple[int, int, int], LoadedSpec | None]] = {}  # None: not parsed yet
         self._desired: dict[str, Desired] = {}
         self._deferred: dict[str, str] = {}  # job name -> path of its spec file, not parsed yet
@@ -132,7 +146,10 @@ class SpecSource:
         seen: dict[str, tuple[tuple[int, int, int], LoadedSpec | None]] = {}
         now = time.time()
         touched = False  # any file added, changed or removed since the last scan
-        for entry in walk_spec_files(self.specs_dir):
+        # The folder may be a symlink that is flipped to another tree (git): resolve it once, so one scan reads one
+        # tree whole, whatever happens to the link meanwhile.
+        root = os.path.realpath(self.specs_dir) if self.provenance is not None else str(self.specs_dir)
+        for entry in walk_spec_files(Path(root)):
             try:
                 st = entry.stat()
             except OSError:
@@ -153,8 +170,8 @@ class SpecSource:
                 if old is not None:
                     seen[path] = old
                 continue
-            loaded = load_spec_file(Path(path), self.specs_dir)
-            if loaded.error and now - st.st_mtime < SETTLE_SECONDS:
+            loaded = load_spec_file(Path(path), Path(root))
+            if loaded.error and now - st.st_mtime < self.settle:
                 result.unsettled = True
                 if old is not None:
                     seen[path] = old
@@ -166,7 +183,7 @@ class SpecSource:
         touched = touched or seen.keys() != self._files.keys()
         # nothing touched: the names stay, only a configFile may have appeared or gone since
         if touched:
-            desired, deferred = self._build(seen)
+            desired, deferred = self._build(seen, root)
         else:
             desired, deferred = self._recheck_config(self._desired), self._deferred
         with self._lock:
@@ -200,13 +217,14 @@ class SpecSource:
         return out
 
     def _build(
-        self, files: dict[str, tuple[tuple[int, int, int], LoadedSpec | None]]
+        self, files: dict[str, tuple[tuple[int, int, int], LoadedSpec | None]], folder: str
     ) -> tuple[dict[str, Desired], dict[str, str]]:
         """Name -> desired state, and name -> path of files not parsed yet. Two files naming one job: the first
         path in sorted order wins, loudly."""
         out: dict[str, Desired] = {}
         deferred: dict[str, str] = {}
-        root = len(str(self.specs_dir)) + 1
+        root = len(folder) + 1
+        self._origin = self.provenance(folder) if self.provenance is not None else None
         for path in sorted(files):
             loaded = files[path][1]
             rel = path[root:]
@@ -229,4 +247,7 @@ class SpecSource:
             error=loaded.error,
             spec_file=rel,
             config_missing=self._config_missing(loaded.manifest),
+            source=None
+            if self._origin is None
+            else {**self._origin, "path": os.path.join(self._origin["path"], rel), "digest": loaded.digest or ""},
         )

@@ -103,6 +103,7 @@ class AttemptRecord(_Model):
     outcome: str  # Succeeded | Failed | Interrupted | Stopped | Ignored
     reason: str | None = None
     counted: bool = False  # counted against backoffLimit
+    source: dict[str, str] | None = None  # provenance of the run's spec (git: repoURL, ref, commit, path, digest)
 
 
 class StopIntent(_Model):
@@ -136,6 +137,7 @@ class JobStatus(_Model):
     activeSince: datetime | None = None
     stopping: StopIntent | None = None
     specFile: str | None = None  # relative to the specs folder, so the API can rewrite control fields
+    source: dict[str, str] | None = None  # where the current run's spec came from (git), set when the run began
     labels: dict[str, str] = Field(default_factory=dict)
     ttlSecondsAfterFinished: int | None = None  # from the spec, kept for when the spec is gone
     conditions: list[Condition] = Field(default_factory=list)

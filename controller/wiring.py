@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from .actions import Actions
@@ -20,19 +21,26 @@ from .runtime.base import Runtime
 from .sampler import Sampler
 from .scheduler import Scheduler
 from .settings import Settings
-from .specsource import SpecSource
+from .specsource import SETTLE_SECONDS, SpecSource
 from .status import utcnow
 from .statuscache import StatusCache
 from .store import DataStore
 from .workqueue import WorkQueue
 
 
-def build_controller(settings: Settings, runtime: Runtime, hooks: AttemptHooks | None = None) -> Controller:
+def build_controller(
+    settings: Settings,
+    runtime: Runtime,
+    hooks: AttemptHooks | None = None,
+    provenance: Callable[[str], dict[str, str] | None] | None = None,
+) -> Controller:
+    """`provenance`: where the specs folder's files come from (the git source's), recorded with each run."""
     hooks = hooks or NoHooks()
     store = DataStore.open(settings.data_dir, settings.specs_dir)
     queue = WorkQueue()
     cache = ContainerCache()
-    specs = SpecSource(store.specs_dir, store.root)
+    # a git tree's files are whole before the folder flips to them: no settling time for broken ones
+    specs = SpecSource(store.specs_dir, store.root, provenance, settle=0.0 if settings.git_url else SETTLE_SECONDS)
     logs = LogCapture(store, runtime, on_complete=queue.add, on_retry=queue.add_after)
     scheduler = Scheduler(
         machine_capacity(

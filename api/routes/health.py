@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from controller.gitsource import read_source
+
 from ..context import Ctx
 from ..heartbeat import read_heartbeat
 from ..models import Health
@@ -45,4 +47,14 @@ def health(ctx: Ctx) -> dict[str, Any]:
         "phases": phases,
         "jobs": len(snap.names),
         "access": ctx.access.describe(),
+        "source": _source_summary(ctx),
     }
+
+
+def _source_summary(ctx: Ctx) -> dict[str, Any] | None:
+    """The git source in brief (GET /source has it all); None when the folder follows no repository."""
+    source = read_source(ctx.store.root)
+    if source is None:
+        return None
+    keys = ("repoURL", "ref", "appliedCommit", "lastFetchedCommit", "lastAttemptAt", "lastError", "held")
+    return {k: source.get(k) for k in keys}

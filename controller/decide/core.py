@@ -33,6 +33,8 @@ class Desired:
     spec_file: str | None = None
     config_missing: str | None = None  # configFile named but absent: wait, do not fail
     deleted: bool = False  # the user deleted the job itself (DELETE /job/ID): collect it, artifacts archived
+    # where the file came from (git: repoURL, ref, commit, path, digest); not part of the desired state itself
+    source: dict[str, str] | None = field(default=None, compare=False)
 
     @property
     def exists(self) -> bool:
@@ -216,6 +218,7 @@ class Draft:
                 outcome=outcome,
                 reason=reason,
                 counted=counted,
+                source=c.source,  # what its container was created with, whichever run it belonged to
             )
         )
 

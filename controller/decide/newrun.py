@@ -17,6 +17,7 @@ def accept(d: Draft, m: JobManifest) -> None:
     if st is None:
         d.st = JobStatus(name=m.name, submittedAt=d.now, observedGeneration=generation, runId=run_id, reason="Accepted")
         d.condition("Accepted", "True", "Accepted")
+        d.st.source = d.desired.source
         d.event("Accepted", f"new job, generation {generation}")
     elif st.observedGeneration != generation or st.runId != run_id:
         why = (
@@ -46,6 +47,7 @@ def new_run(d: Draft, generation: str, run_id: str | None) -> None:
     st.activeSeconds = 0.0
     st.stopping = None
     st.submittedAt = d.now
+    st.source = d.desired.source  # the commit that launched this run
     st.runHistoryStart = len(st.history)
     d.set_phase("Pending", "Accepted")
     for t in RUN_CONDITIONS:

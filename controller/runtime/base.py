@@ -6,6 +6,7 @@ through `Runtime`. A Swarm runtime can sit beside the Docker one by implementing
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ LABEL_RUN = "opeva.run"
 LABEL_MANAGED = "opeva.managed"
 LABEL_INSTANCE = "opeva.instance"
 LABEL_LOG_CAPTURE = "opeva.logCapture"  # "false": the job writes its own log; nothing is captured
+LABEL_SOURCE = "opeva.source"  # the run's provenance (git: repoURL, ref, commit, path, digest) as compact JSON
 
 
 class EngineError(Exception):
@@ -94,6 +96,15 @@ class ContainerInfo:
     @property
     def exited(self) -> bool:
         return self.state in ("exited", "dead")
+
+    @property
+    def source(self) -> dict[str, str] | None:
+        """The provenance it was created with (LABEL_SOURCE), or None."""
+        try:
+            value = json.loads(self.labels.get(LABEL_SOURCE) or "null")
+        except ValueError:
+            return None
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True)

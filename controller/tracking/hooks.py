@@ -151,7 +151,9 @@ class MlflowHooks:
             tags["opeva.runId"] = m.spec.runId
         if status.specFile:
             tags["opeva.specFile"] = status.specFile
-        if commit := self._git_commit():
+        if status.source:  # the folder follows a repository: the commit that launched this run
+            tags.update(values.source_tags(status.source))
+        elif commit := self._git_commit():
             tags["opeva.git.commit"] = commit
             tags["mlflow.source.git.commit"] = commit
         logs = {p.name: _size(p) for p in (self.store.log_path(m.name, True), self.store.log_path(m.name, False))}

@@ -144,3 +144,15 @@ def run_name(m: JobManifest, attempt: int) -> str:
 
 def enabled(m: JobManifest) -> bool:
     return m.spec.mlflow is None or m.spec.mlflow.enabled
+
+
+def source_tags(source: dict[str, str]) -> dict[str, str]:
+    """MLflow's own git tags and ours for a run's provenance (no credentials: the URL is stored without them)."""
+    return {
+        "mlflow.source.git.commit": source.get("commit", ""),
+        "mlflow.source.git.repoURL": source.get("repoURL", ""),
+        "mlflow.source.git.branch": source.get("ref", ""),
+        "opeva.git.commit": source.get("commit", ""),
+        "opeva.source.path": source.get("path", ""),
+        "opeva.source.digest": source.get("digest", ""),
+    }

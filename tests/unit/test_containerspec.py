@@ -134,6 +134,31 @@ def test_created_info():
     }
     no_capture = manifest("train", logCapture=False)
     assert created_info(no_capture, st, 1, info)["log_file"] == "logs/train.stdout.log"
+    source = {
+        "repoURL": "https://git/lab.git",
+        "ref": "main",
+        "commit": "c" * 40,
+        "path": "specs/t.yaml",
+        "digest": "d",
+    }
+    assert created_info(m, st.model_copy(update={"source": source}), 1, info)["source"] == source
+
+
+def test_the_run_provenance_is_a_label_the_attempt_record_reads_back():
+    source = {
+        "repoURL": "https://git/lab.git",
+        "ref": "main",
+        "commit": "c" * 40,
+        "path": "specs/t.yaml",
+        "digest": "d",
+    }
+    m = manifest("train")
+    req = container_request(m, CREATE, WHERE, None, source)
+    info = ContainerInfo(
+        id="abc", name="c-1", job="train", generation="g", run="k", attempt=1, state="exited", labels=req.labels
+    )
+    assert info.source == source
+    assert "opeva.source" not in container_request(m, CREATE, WHERE).labels
 
 
 @pytest.mark.parametrize(
