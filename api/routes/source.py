@@ -14,6 +14,7 @@ from controller.gitsource import read_source
 
 from ..context import Ctx
 from ..errors import ApiError
+from ..models import ErrorBody
 from ..webhooks import verify
 
 log = structlog.get_logger("opeva.api")
@@ -34,6 +35,10 @@ def get_source(ctx: Ctx) -> dict[str, Any]:
     summary="Push webhook (GitHub, GitLab, Gitea): fetch now",
     openapi_extra={"security": []},
     status_code=202,
+    responses={
+        401: {"model": ErrorBody, "description": "The signature (or GitLab token) is missing or wrong."},
+        404: {"model": ErrorBody, "description": "No webhook here: `opeva run --git` without a webhook secret."},
+    },
 )
 async def git_webhook(request: Request) -> dict[str, Any]:
     hook = getattr(request.app.state, "webhook", None)

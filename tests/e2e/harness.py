@@ -173,7 +173,7 @@ class ControllerProcess:
         except (OSError, ValueError):
             return False
 
-    def start(self) -> ControllerProcess:
+    def start(self, timeout: float = 20) -> ControllerProcess:
         self.data.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         STARTED.append(self)
@@ -190,7 +190,7 @@ class ControllerProcess:
                 return True
             return (beat or {}).get("pid") == self.proc.pid and self.api_answers()
 
-        wait_for(ready, timeout=20, what="controller start")
+        wait_for(ready, timeout=timeout, what="controller start")
         return self
 
     def kill(self) -> None:

@@ -27,6 +27,7 @@ from e2e.harness import (
 from .gitserver import HttpGitServer, Repo
 
 pytestmark = pytest.mark.usefixtures("docker_jobs")
+START_TIMEOUT = 60  # the API's start on a loaded 2-core machine can take longer than the harness's default
 
 
 def source(data: Path) -> dict:
@@ -38,7 +39,9 @@ def applied(data: Path, commit: str, timeout: float = 20) -> dict:
 
 
 def follow(data: Path, url: str, *args: str, port: int | None = None) -> ControllerProcess:
-    return ControllerProcess(data, "--git", url, "--git-path", "specs", "--git-period", "0.5", *args, port=port).start()
+    return ControllerProcess(data, "--git", url, "--git-path", "specs", "--git-period", "0.5", *args, port=port).start(
+        timeout=START_TIMEOUT
+    )
 
 
 def held(name: str, marker: str = "v1") -> dict:
@@ -232,7 +235,7 @@ def test_webhook_fetches_at_once_and_a_wrong_signature_is_refused(data: Path, re
         "--git-webhook-secret-file",
         str(secret),
         port=port,
-    ).start()
+    ).start(timeout=START_TIMEOUT)
     applied(data, c1)
     repo.write(f"specs/{a}.yaml", held(a))
     c2 = repo.commit("a")
