@@ -251,3 +251,9 @@ class SpecSource:
             if self._origin is None
             else {**self._origin, "path": os.path.join(self._origin["path"], rel), "digest": loaded.digest or ""},
         )
+
+
+def job_names(folder: Path) -> set[str]:
+    """The job names a folder's spec files define, read now (an invalid file counts under the name it gives)."""
+    root = os.path.realpath(folder)
+    return {load_spec_file(Path(entry.path), Path(root)).name for entry in walk_spec_files(root)}
