@@ -203,7 +203,7 @@ class Controller:
         self._scan_wake.set()
 
     def running_jobs(self) -> set[str]:
-        return {name for name, st in self.statuses.all().items() if st.phase == "Running"}
+        return {name for name, st in self.statuses.live().items() if st.phase == "Running"}
 
     def _watch_specs(self) -> None:
         if self.settings.git_url:
