@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the whole test suite. Does its own set-up: the virtualenv with test extras, a Docker engine that answers,
-# and the locally built test images.
+# the programs the tests drive (chromium, git: scripts/ensure-tools.sh) and the locally built test images.
 #   default: unit + end-to-end, then the long fault-injection variants in their short form
 #   OPEVA_LONG=1: the long variants at full length
 #   --fast: only the unit tests (pure logic, no Docker, a few seconds)
@@ -13,6 +13,7 @@ if [ "${1:-}" = "--fast" ]; then
   exec .venv/bin/python -m pytest tests/unit -q "$@"
 fi
 bash scripts/ensure-docker.sh
+bash scripts/ensure-tools.sh
 bash scripts/build-images.sh --python
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
