@@ -27,13 +27,13 @@ from ruamel.yaml.util import load_yaml_guess_indent
 from controller.errors import Conflict, InvalidInput, NotFound
 from controller.gitsource import read_source
 from controller.spec import (
-    MAX_SPEC_BYTES,
     JobManifest,
     LoadedSpec,
     SpecError,
     is_spec_file,
     load_spec_file,
     parse_text,
+    read_spec_bytes,
     spec_format,
     walk_spec_files,
 )
@@ -105,10 +105,9 @@ class SpecFiles:
             if path in tried:
                 continue
             try:
-                with open(path, "rb") as f:
-                    if needle not in f.read(MAX_SPEC_BYTES + 1):
-                        continue  # cheap filter: a file that defines the job contains its name
-            except OSError:
+                if needle not in read_spec_bytes(path, entry.name):
+                    continue  # cheap filter: a file that defines the job contains its name
+            except (OSError, SpecError):  # never a FIFO: it would block every write
                 continue
             found = self._check(path, name)
             if found:
@@ -191,7 +190,8 @@ class SpecFiles:
                 rel, action = target.name, "created"
                 if target.exists() or target.is_symlink():
                     other = load_spec_file(target, self.root)
-                    raise Conflict(f"cannot create {rel}: the file already exists and defines job {other.name!r}")
+                    what = f"defines job {other.name!r}" if other.manifest else f"is unusable ({other.error})"
+                    raise Conflict(f"cannot create {rel}: the file already exists and {what}")
             content = _render(body, fmt, spec_format(target))
             self._write(target, rel, content, manifest)
         log.info("spec_written", job=name, file=rel, action=action)
@@ -228,9 +228,9 @@ class SpecFiles:
                 )
             target = _write_target(found.path)
             try:
-                text = target.read_bytes().decode("utf-8")
+                text = read_spec_bytes(target, found.rel).decode("utf-8")
                 content = (_rewrite_json if found.fmt == "json" else _rewrite_yaml)(text, wanted)
-            except (OSError, UnicodeDecodeError, ValueError, RuamelError) as err:
+            except (OSError, SpecError, UnicodeDecodeError, ValueError, RuamelError) as err:
                 raise Conflict(f"cannot rewrite {found.rel}: {err}") from None
             try:
                 new_manifest = parse_text(content, found.rel, found.fmt)

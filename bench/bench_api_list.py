@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,16 +60,20 @@ def make_folder(root: Path, jobs: int) -> DataStore:
             )
         )
     store.write_job_track(statuses)
+    store.ensure_job_dirs("job-00007")
+    line = "epoch 1 reward 0.31 loss 0.12 " * 3 + "\n"
+    store.log_path("job-00007").write_text(line * (2_000_000 // len(line)))
+    store.progress_path("job-00007").write_text(json.dumps({"percent": 42, "metrics": {"reward": 0.5}}))
     return store
 
 
-def timed(client: httpx.Client, url: str, params: dict, n: int) -> list[float]:
+def timed(client: httpx.Client, url: str, params: Any, n: int, text: bool = False) -> list[float]:
     out = []
     for i in range(n):
         t0 = time.perf_counter()
         r = client.get(url, params=params(i) if callable(params) else params)
         r.raise_for_status()
-        r.json()
+        r.text if text else r.json()
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
@@ -132,6 +137,10 @@ def main() -> None:
                     cold += timed(client, "/jobs", {"limit": 100}, 1)
                 report("first page right after job_track.json changed", cold)
                 report("all jobs, no limit (the seed's default)", timed(client, "/jobs", {}, min(n, 10)))
+                print("GET /jobs/NAME/logs (a 2 MB log; every request opens it by the job-file rule):")
+                report("tail=100", timed(client, "/jobs/job-00007/logs", {"tail": 100}, n, text=True))
+                report("whole log", timed(client, "/jobs/job-00007/logs", {}, n, text=True))
+                report("GET /jobs/NAME/progress", timed(client, "/jobs/job-00007/progress", {}, n))
         finally:
             stop(server, thread)
 

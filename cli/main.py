@@ -37,6 +37,9 @@ CONTROLLER_SETTINGS = (
     "max_running",
     "queues",
     "mlflow_uri",
+    "job_user",
+    "networks_allowed",
+    "allow_host_network",
 )
 GIT_SETTINGS = (
     "git_url",

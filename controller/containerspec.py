@@ -13,6 +13,7 @@ from typing import Any
 
 from .decide import LABEL_RUN_ID, Create, run_key
 from .jobpaths import JOB_SUBDIRS, JOBS_DIR, log_file
+from .jobsecurity import capabilities, network_refusal
 from .runtime.base import (
     LABEL_ATTEMPT,
     LABEL_GENERATION,
@@ -24,6 +25,7 @@ from .runtime.base import (
     LABEL_SOURCE,
     ContainerInfo,
     ContainerRequest,
+    CreateRejected,
     Mount,
 )
 from .scheduler import LABEL_QUEUE
@@ -51,6 +53,9 @@ class Placement:
     host_data: Path
     default_network: str | None = None
     guarded: tuple[str, ...] = GUARDED
+    job_user: str | None = None  # --job-user: every job runs as this user unless its spec names one
+    networks_allowed: tuple[str, ...] = ()  # besides none, bridge and the default (jobsecurity.network_refusal)
+    allow_host_network: bool = False
 
 
 def data_mounts(where: Placement, name: str, shared_writable: bool) -> tuple[Mount, ...]:
@@ -113,6 +118,10 @@ def container_request(
     }
     if spec.configFile:
         env["OPEVA_CONFIG"] = f"/data/{spec.configFile}"
+    network = spec.network or where.default_network
+    refused = network_refusal(network, where.default_network, where.networks_allowed, where.allow_host_network)
+    if refused:
+        raise CreateRejected(refused)  # the job fails with this message; nothing is created
     mounts = data_mounts(where, name, spec.sharedData == "ReadWrite")
     return ContainerRequest(
         name=action.container,
@@ -123,13 +132,15 @@ def container_request(
         entrypoint=spec.command,
         command=spec.args,
         working_dir=spec.workingDir,
-        network=spec.network or where.default_network,
+        network=network,
         cpus=spec.resources.cpus,
         memory=spec.resources.memory_bytes,
         gpu_ids=action.gpu_ids,
         stop_grace=spec.terminationGracePeriodSeconds,
         pull_policy=spec.pull_policy,
         init=spec.init,
+        cap_add=capabilities(spec.capabilities.add if spec.capabilities else ()),
+        user=spec.user or where.job_user,
     )
 
 

@@ -149,6 +149,26 @@ def open_job_file(root: Path | str, path: Path | str, max_bytes: int | None = No
     return os.fdopen(_checked_reopen(handle, "/".join(rel.split("/")[-2:]), max_bytes), "rb")
 
 
+def open_at(dirfd: int, name: str, shown: str, max_bytes: int | None = None) -> BinaryIO | None:
+    """The entry `name` of the folder `dirfd` by the same rule (for walks that already hold the folder: the
+    archiver); None if it does not exist."""
+    try:
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | _O_CLOEXEC, dir_fd=dirfd)
+    except FileNotFoundError:
+        return None
+    return os.fdopen(_checked_reopen(handle, shown, max_bytes), "rb")
+
+
+def open_beneath_dir(root: Path | str, path: Path | str) -> int:
+    """A readable descriptor of the folder `path` inside `root`, no link followed on the way; the caller closes it.
+    FileNotFoundError if it does not exist."""
+    rel = _rel(root, path)
+    fd = _open_beneath(root, rel, os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC)
+    if fd is None:
+        raise FileNotFoundError(errno.ENOENT, "no such folder", os.fspath(path))
+    return fd
+
+
 def _checked_reopen(handle: int, shown: str, max_bytes: int | None) -> int:
     """Check the O_PATH `handle` (closed here) and open the very inode it holds for reading."""
     try:

@@ -282,13 +282,33 @@ class Settings(ApiTokenSetting):
         "File holding the webhook secret (GitHub, Gitea: HMAC-SHA256; GitLab: the token); unset: no webhook.",
         "--git-webhook-secret-file",
     )
+    # security (issue 14; controller/jobsecurity.py)
+    job_user: str | None = setting(
+        None,
+        "OPEVA_JOB_USER",
+        "Run every job as this user (UID[:GID]) unless its spec names one (default: the image's user).",
+        "--job-user",
+    )
+    networks_allowed: Annotated[tuple[str, ...], NoDecode] = setting(
+        (),
+        "OPEVA_NETWORKS_ALLOWED",
+        "Docker networks jobs may name in spec.network besides none, bridge and --network (comma-separated).",
+        "--network-allowed",
+    )
+    allow_host_network: bool = setting(
+        False,
+        "OPEVA_ALLOW_HOST_NETWORK",
+        "Let jobs use spec.network host or container:NAME; a job on the host's network reaches everything on "
+        "loopback, the API included.",
+        "--allow-host-network",
+    )
 
     _memory = field_validator("memory", "reserve_memory", mode="before")(_text_parser(parse_memory))
     _gpus = field_validator("gpus", mode="before")(_text_parser(parse_gpu_list))
     _queues = field_validator("queues", mode="before")(_text_parser(parse_queues))
-    _tags = field_validator("simulator_tags", "cors_origins", "open_networks", "allowed_hosts", mode="before")(
-        _text_parser(parse_words)
-    )
+    _tags = field_validator(
+        "simulator_tags", "cors_origins", "open_networks", "allowed_hosts", "networks_allowed", mode="before"
+    )(_text_parser(parse_words))
     _retention = field_validator("archive_retention_days", mode="before")(_text_parser(parse_retention))
 
     def server_token(self) -> str | None:

@@ -33,11 +33,20 @@ NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 63
 MAX_SPEC_BYTES = 1024 * 1024
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_EXPANDED_BYTES = 2 * MAX_SPEC_BYTES  # a spec's decoded size, YAML aliases counted each time they are used
+MAX_BACKOFF_SECONDS = 86_400.0  # a day: a bigger backoff would leave a job Pending for good
+MAX_GRACE_SECONDS = 3_600
 # Fields that steer a job without redefining it: changing them never makes a new generation.
 CONTROL_FIELDS = frozenset({"suspend", "runId", "ttlSecondsAfterFinished", "priority", "queue"})
 # Fields added after specs were written: left out of the generation while they hold their default, so an upgrade
 # does not give every existing job a new generation (and rerun finished ones).
-LATER_FIELD_DEFAULTS = {"imagePullPolicy": None, "sharedData": "ReadOnly", "init": True}
+LATER_FIELD_DEFAULTS = {
+    "imagePullPolicy": None,
+    "sharedData": "ReadOnly",
+    "init": True,
+    "capabilities": None,
+    "user": None,
+}
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
 # Kubernetes quantities (K/M/G/T decimal, Ki/Mi/Gi/Ti binary) and Docker's (b, k/m/g/t and kb/mb/gb/tb, binary).
 _MEMORY_UNITS = {
@@ -120,8 +129,8 @@ class Resources(_Strict):
 
 
 class Backoff(_Strict):
-    initialSeconds: float = Field(default=10.0, gt=0)
-    maxSeconds: float = Field(default=300.0, gt=0)
+    initialSeconds: float = Field(default=10.0, gt=0, le=MAX_BACKOFF_SECONDS)
+    maxSeconds: float = Field(default=300.0, gt=0, le=MAX_BACKOFF_SECONDS)
 
     @field_validator("initialSeconds", "maxSeconds", mode="before")
     @classmethod
@@ -147,6 +156,20 @@ class MlflowSpec(_Strict):
     enabled: bool = True
 
 
+class Capabilities(_Strict):
+    """Linux capabilities a job needs beyond the small default set (controller/jobsecurity.py), and why."""
+
+    add: list[Annotated[str, StringConstraints(pattern=r"^(CAP_)?[A-Za-z_]+$", max_length=40)]] = Field(min_length=1)
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=500)]
+
+    @field_validator("add")
+    @classmethod
+    def _no_all(cls, caps: list[str]) -> list[str]:
+        if any(c.upper().removeprefix("CAP_") in ("ALL", "SYS_ADMIN") for c in caps):
+            raise ValueError("ALL and SYS_ADMIN are never granted to a job")
+        return caps
+
+
 class JobSpec(_Strict):
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     command: list[str] | None = None
@@ -162,7 +185,7 @@ class JobSpec(_Strict):
     interruptionPolicy: Literal["Restart", "Fail"] = "Restart"
     activeDeadlineSeconds: int | None = Field(default=None, gt=0)
     progressDeadlineSeconds: int | None = Field(default=None, gt=0)
-    terminationGracePeriodSeconds: int = Field(default=30, ge=0)
+    terminationGracePeriodSeconds: int = Field(default=30, ge=0, le=MAX_GRACE_SECONDS)
     ttlSecondsAfterFinished: int | None = Field(default=None, ge=0)
     suspend: bool = False
     runId: str | None = None
@@ -178,6 +201,10 @@ class JobSpec(_Strict):
     # /data/mlflow/mlruns); the specs, the controller's state and other jobs' folders stay read-only.
     sharedData: Literal["ReadOnly", "ReadWrite"] = "ReadOnly"
     init: bool = True  # Docker's init as PID 1, so SIGTERM reaches the job's own process
+    capabilities: Capabilities | None = None
+    user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$", max_length=64)] | None = (
+        None
+    )
 
     @field_validator("env")
     @classmethod
@@ -304,6 +331,11 @@ def parse_text(text: str | bytes, source: str = "request", fmt: str = "yaml") ->
             if len(docs) > 1:
                 raise SpecError(f"{source}: holds {len(docs)} documents; one job per file")
             doc = docs[0] if docs else None
+            if _expanded_size(doc, MAX_EXPANDED_BYTES) > MAX_EXPANDED_BYTES:  # before anything walks it in full
+                raise SpecError(
+                    f"{source}: YAML aliases expand it to more than {MAX_EXPANDED_BYTES} bytes; "
+                    "write the values out or use fewer aliases"
+                )
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         raise SpecError(
             f"{source}: cannot parse {fmt.upper()}: {str(err).splitlines()[0] if str(err) else err}"
@@ -323,6 +355,31 @@ def image_tag(image: str) -> str | None:
         return "digest"
     last = image.rsplit("/", 1)[-1]
     return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+def _expanded_size(doc: Any, limit: int) -> int:
+    """The size of a decoded YAML document with every alias expanded, computed without expanding (an alias is the
+    same Python object used again, so sizes are memoised per object); stops counting once past `limit`."""
+    sizes: dict[int, int] = {}
+
+    def size(obj: Any) -> int:
+        if isinstance(obj, (str, bytes)):
+            return len(obj)
+        if not isinstance(obj, (list, dict)):
+            return 8
+        key = id(obj)
+        if key not in sizes:
+            sizes[key] = 0  # a recursive alias counts once
+            items = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else obj
+            total = 2
+            for item in items:
+                total += size(item)
+                if total > limit:
+                    break
+            sizes[key] = total
+        return sizes[key]
+
+    return size(doc)
 
 
 def is_valid_name(name: str) -> bool:
@@ -403,6 +460,21 @@ class LoadedSpec:
     digest: str | None = field(default=None, compare=False)  # sha256 of the file's bytes (provenance)
 
 
+def read_spec_bytes(path: Path | str, shown: str) -> bytes:
+    """The bytes of a spec file: a regular file (a FIFO or a device is never opened for reading: the open does not
+    block and nothing is read) under MAX_SPEC_BYTES; SpecError otherwise, OSError when it cannot be read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SpecError(f"{shown}: not a regular file")
+        if st.st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{shown}: file is {st.st_size} bytes; specs are limited to {MAX_SPEC_BYTES}")
+        return os.read(fd, MAX_SPEC_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
 def load_spec_file(path: Path, root: Path) -> LoadedSpec:
     """Read one spec file safely: size-capped, no symlinks out of the folder, never raises."""
     rel = path.relative_to(root)
@@ -414,18 +486,9 @@ def load_spec_file(path: Path, root: Path) -> LoadedSpec:
             return LoadedSpec(path, fallback, error=f"{rel}: symlink loop")
         if not real.is_relative_to(root.resolve()):
             return LoadedSpec(path, fallback, error=f"{rel}: symlink points outside the specs folder")
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return LoadedSpec(path, fallback, error=f"{rel}: not a regular file")
-            if st.st_size > MAX_SPEC_BYTES:
-                return LoadedSpec(
-                    path, fallback, error=f"{rel}: file is {st.st_size} bytes; specs are limited to {MAX_SPEC_BYTES}"
-                )
-            data = os.read(fd, MAX_SPEC_BYTES + 1)
-        finally:
-            os.close(fd)
+        data = read_spec_bytes(real, str(rel))
+    except SpecError as err:
+        return LoadedSpec(path, fallback, error=str(err))
     except OSError as err:
         return LoadedSpec(path, fallback, error=f"{rel}: cannot read: {err.strerror or err}")
     try:

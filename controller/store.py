@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import socket
-import tarfile
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import structlog
 
 from . import jobfiles
+from .archive import write_archive
 from .jobpaths import (
     EVENTS_FILE,
     JOB_INFO_FILE,
@@ -50,50 +51,121 @@ class StoreError(Exception):
     """A write to the data folder failed (disk full, permissions); the message says which file and why."""
 
 
-def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True, root: Path | None = None) -> None:
     """Write `data` to `path` so that a crash leaves either the old or the new content.
 
     `durable=False` skips the fsyncs: readers still never see half a file, but a power cut may lose the write
-    (right for a heartbeat, which is rewritten every few seconds anyway).
+    (right for a heartbeat, which is rewritten every few seconds anyway). With `root`, no folder between it and
+    `path` may be a link (a user who can write the data folder cannot redirect the write). The temp file is
+    created exclusively and the rename replaces a planted link at `path` itself, never what it points to.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        try:  # a job can write into its folder: never follow (or reuse) whatever sits at the temp name
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        except FileExistsError:
-            os.unlink(tmp)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        dirfd = (
+            jobfiles.open_beneath_dir(root, path.parent)
+            if root is not None and path.parent != root
+            else os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        )
+    except OSError as err:  # UnsafeFile included
         raise StoreError(f"cannot write {path}: {err.strerror or err}") from err
-    if durable:
-        _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def _fsync_dir(path: Path) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
+        try:
+            _unlink_at(dirfd, tmp)  # a crash's leftover, or a planted link: O_EXCL below must create it anew
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dirfd)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                if durable:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path.name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except OSError as err:
+            _unlink_at(dirfd, tmp)
+            raise StoreError(f"cannot write {path}: {err.strerror or err}") from err
+        if durable:
+            try:
+                os.fsync(dirfd)
+            except OSError:
+                pass
+    finally:
+        os.close(dirfd)
+
+
+def _unlink_at(dirfd: int, name: str) -> None:
     try:
-        os.fsync(fd)
+        os.unlink(name, dir_fd=dirfd)
     except OSError:
         pass
+
+
+def ensure_dirs(root: Path, path: Path) -> Path:
+    """Create the folders from `root` down to `path`, none of them a link: a link planted where a folder belongs
+    is removed (never followed), anything else that is not a folder is a StoreError."""
+    rel = path.relative_to(root).parts
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in rel:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    log.warning("planted_link_removed", path=str(path), link=part)
+                    os.unlink(part, dir_fd=fd)
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                elif not stat.S_ISDIR(st.st_mode):
+                    raise StoreError(f"{root.joinpath(*rel)}: {part} exists and is not a folder") from None
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as err:  # swapped for a link meanwhile
+                raise StoreError(f"{path}: {part} cannot be opened as a folder: {err.strerror or err}") from err
+            os.close(fd)
+            fd = nxt
+    except OSError as err:
+        raise StoreError(f"cannot create {path}: {err.strerror or err}") from err
     finally:
         os.close(fd)
+    return path
+
+
+def atomic_write_json(path: Path, obj: Any, root: Path | None = None) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode(), root=root)
+
+
+def _open_append(dirfd: int, name: str, shown: Path) -> int:
+    """`name` in `dirfd` opened for appending, created if missing; a link or a non-regular file planted there is
+    removed first (O_NOFOLLOW: never opened through)."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _ in range(2):
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                log.warning("planted_file_removed", path=str(shown), mode=oct(st.st_mode))
+                os.unlink(name, dir_fd=dirfd)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(name, flags, 0o644, dir_fd=dirfd)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.ENXIO):  # planted between the check and the open: once more
+                continue
+            raise
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+        os.close(fd)
+    raise OSError(errno.ELOOP, f"{shown} keeps being replaced by a link or a special file")
+
+
+def read_record(root: Path, path: Path) -> Any | None:
+    """A JSON record the controller wrote under `root`, read without following a link anyone planted; None when
+    missing, refused or not JSON."""
+    try:
+        f = jobfiles.open_record(root, path, jobfiles.MAX_JSON_BYTES)
+        if f is None:
+            return None
+        with f:
+            return json.loads(f.read())
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -126,8 +198,10 @@ class DataStore:
     def open(cls, root: Path | str, specs_dir: Path | str | None = None) -> DataStore:
         root = Path(root).absolute()
         specs = Path(specs_dir).absolute() if specs_dir else root / "specs"
-        for d in (root, specs, root / "jobs", root / ".opeva"):
-            d.mkdir(parents=True, exist_ok=True)
+        for d in (root, specs):
+            d.mkdir(parents=True, exist_ok=True)  # the operator's: they may be links on purpose
+        for d in (root / JOBS_DIR, root / ".opeva"):
+            ensure_dirs(root, d)
         return cls(root, specs)
 
     # ---- paths -------------------------------------------------------------------------------------------
@@ -180,24 +254,29 @@ class DataStore:
         return jobfiles.read_job_json(self.root, path)
 
     def ensure_job_dirs(self, name: str) -> Path:
+        """The job's folder and the four it gets mounted, real folders (a planted link is removed, not followed)."""
         d = self.job_dir(name)
         for sub in JOB_SUBDIRS:
-            (d / sub).mkdir(parents=True, exist_ok=True)
+            ensure_dirs(self.root, d / sub)
         return d
 
     def ensure_records(self, name: str) -> None:
         """Create the record files a container gets read-only over its writable folder, without following links."""
-        for rec in ("events.jsonl",):
-            try:
-                fd = os.open(self.job_dir(name) / rec, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
-            except OSError as err:
-                raise StoreError(f"cannot create {rec} of job {name}: {err.strerror or err}") from err
-            os.close(fd)
+        try:
+            dirfd = jobfiles.open_beneath_dir(self.root, self.job_dir(name))
+        except OSError as err:
+            raise StoreError(f"cannot open the folder of job {name}: {err.strerror or err}") from err
+        try:
+            os.close(_open_append(dirfd, EVENTS_FILE, self.job_dir(name) / EVENTS_FILE))  # a planted link is removed
+        except OSError as err:
+            raise StoreError(f"cannot create the records of job {name}: {err.strerror or err}") from err
+        finally:
+            os.close(dirfd)
 
     # ---- records -----------------------------------------------------------------------------------------
     def read_status(self, name: str) -> JobStatus | None:
-        data = read_json(self.status_path(name))
-        if data is None and not self.status_path(name).exists():
+        data = read_record(self.root, self.status_path(name))
+        if data is None and not os.path.lexists(self.status_path(name)):
             data = self.job_json_or_none(self.status_copy_path(name))  # a folder from before the record moved
         if not isinstance(data, dict):
             return None
@@ -211,9 +290,9 @@ class DataStore:
         self.ensure_job_dirs(status.name)
         data = (json.dumps(status.model_dump(mode="json"), indent=2) + "\n").encode()
         path = self.status_path(status.name)
-        path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, data)
-        atomic_write_bytes(self.status_copy_path(status.name), data, durable=False)
+        ensure_dirs(self.root, path.parent)
+        atomic_write_bytes(path, data, root=self.root)
+        atomic_write_bytes(self.status_copy_path(status.name), data, durable=False, root=self.root)
 
     def job_info_record_path(self, name: str) -> Path:
         """The controller's own job_info keys, outside the job's folder, so a job cannot change them."""
@@ -229,22 +308,22 @@ class DataStore:
         record = self.job_info_record_path(name)
         path = self.job_dir(name) / JOB_INFO_FILE
         with _JOB_INFO_LOCK:
-            current = _mapping(read_json(record))
+            current = _mapping(read_record(self.root, record))
             merged = {**current, **info}
             if merged != current:
-                record.parent.mkdir(exist_ok=True)
-                atomic_write_json(record, merged)
+                ensure_dirs(self.root, record.parent)
+                atomic_write_json(record, merged, root=self.root)
             on_file = _mapping(self.job_json_or_none(path))
             shown = {**on_file, **{k: v for k, v in merged.items() if k not in DESCRIPTIVE_INFO or k not in on_file}}
             if shown != on_file:
-                atomic_write_json(path, shown)
+                atomic_write_json(path, shown, root=self.root)
 
     def read_job_info(self, name: str) -> dict[str, Any] | None:
         """The job's info as served: the keys the job wrote, overlaid with the controller's; None if neither exists.
 
         The submission's descriptive keys (DESCRIPTIVE_INFO) are the exception: the job may refine them, as the OPEVA
         simulator writes its `run_name`, so the job's value is shown when it wrote one."""
-        own = read_json(self.job_info_record_path(name))
+        own = read_record(self.root, self.job_info_record_path(name))
         written = self.job_json_or_none(self.job_dir(name) / JOB_INFO_FILE)
         if not isinstance(own, dict) and not isinstance(written, dict):
             return None
@@ -260,7 +339,11 @@ class DataStore:
         data = "".join(json.dumps(e.model_dump(mode="json"), separators=(",", ":")) + "\n" for e in events)
         path = self.job_dir(name) / EVENTS_FILE
         try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            dirfd = jobfiles.open_beneath_dir(self.root, path.parent)
+        except OSError as err:
+            raise StoreError(f"cannot append to {path}: {err.strerror or err}") from err
+        try:
+            fd = _open_append(dirfd, EVENTS_FILE, path)
             try:
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -270,11 +353,17 @@ class DataStore:
                 os.close(fd)
         except OSError as err:
             raise StoreError(f"cannot append to {path}: {err.strerror or err}") from err
+        finally:
+            os.close(dirfd)
 
     def read_events(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         path = self.job_dir(name) / EVENTS_FILE
         try:
-            lines = path.read_text(errors="replace").splitlines()
+            f = jobfiles.open_record(self.root, path)
+            if f is None:
+                return []
+            with f:
+                lines = f.read().decode(errors="replace").splitlines()
         except OSError:
             return []
         out = []
@@ -310,21 +399,15 @@ class DataStore:
         archive = None
         try:
             if artifacts == "archive":
-                archive_dir = self.root / folder
-                archive_dir.mkdir(parents=True, exist_ok=True)
+                archive_dir = ensure_dirs(self.root, self.root / folder)
                 stamp = finished_at.replace(":", "").replace("-", "")
                 archive = archive_dir / f"{name}-{stamp}.tar.gz"
-                if not archive.exists():  # a retry after a part-way removal keeps the first, whole archive
-                    tmp = archive_dir / f".{archive.name}.tmp"
-                    try:
-                        with tarfile.open(tmp, "w:gz") as tar:
-                            tar.add(d, arcname=name)
-                        with open(tmp, "rb") as f:
-                            os.fsync(f.fileno())
-                        os.replace(tmp, archive)
-                    finally:
-                        tmp.unlink(missing_ok=True)
-            if artifacts in ("archive", "delete") and d.is_dir():
+                if not os.path.lexists(archive):  # a retry after a part-way removal keeps the first, whole archive
+                    self._archive(d, name, archive)
+            if artifacts in ("archive", "delete"):
+                if d.is_symlink():  # planted: remove the link, never what it points to
+                    d.unlink()
+                    return archive
                 for entry in d.iterdir():
                     shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
                 d.rmdir()
@@ -382,6 +465,22 @@ class DataStore:
                 log.warning("archive_prune_failed", archive=entry.name, error=str(err))
         return removed
 
+    def _archive(self, job_dir: Path, name: str, archive: Path) -> None:
+        """Write the job's folder to `archive` (temp + rename, no link followed: see controller/archive.py)."""
+        dirfd = jobfiles.open_beneath_dir(self.root, archive.parent)
+        tmp = f".{archive.name}.tmp"
+        try:
+            _unlink_at(dirfd, tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dirfd)
+            with os.fdopen(fd, "wb") as out:
+                write_archive(self.root, job_dir, name, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, archive.name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        finally:
+            _unlink_at(dirfd, tmp)
+            os.close(dirfd)
+
     # ---- index and heartbeat -----------------------------------------------------------------------------
     def write_job_track(self, statuses: dict[str, JobStatus]) -> None:
         """The seed's index, derived from the per-job records: it can always be rebuilt, so it is never the truth."""
@@ -390,26 +489,32 @@ class DataStore:
     def write_job_rows(self, rows: Iterable[Row]) -> None:
         """job_track.json from job-list rows (sorted by name)."""
         track = {row[0]: row_dict(row) for row in rows}
-        atomic_write_bytes(self.root / "job_track.json", json.dumps(track, separators=(",", ":")).encode())
+        atomic_write_bytes(
+            self.root / "job_track.json", json.dumps(track, separators=(",", ":")).encode(), root=self.root
+        )
 
     def write_heartbeat(self, info: dict[str, Any]) -> None:
         atomic_write_bytes(
             self.state_dir / "heartbeat.json",
             json.dumps({"time": iso(utcnow()), "pid": os.getpid(), "host": socket.gethostname(), **info}).encode(),
             durable=False,
+            root=self.root,
         )
 
     def instance_id(self) -> str:
         """A random id for this data folder, kept in it: labels and names scope containers to one folder."""
         path = self.state_dir / "instance-id"
         try:
-            value = path.read_text().strip()
-            if value:
-                return value
-        except FileNotFoundError:
-            pass
+            f = jobfiles.open_record(self.root, path, 64)
+            if f is not None:
+                with f:
+                    value = f.read().decode(errors="replace").strip()
+                if value:
+                    return value
+        except OSError:
+            pass  # a planted link or junk: replaced below
         value = os.urandom(3).hex()
-        atomic_write_bytes(path, (value + "\n").encode())
+        atomic_write_bytes(path, (value + "\n").encode(), root=self.root)
         return value
 
     # ---- the controller lock -----------------------------------------------------------------------------
@@ -426,7 +531,18 @@ class ControllerLock:
 
     @classmethod
     def acquire(cls, path: Path) -> ControllerLock:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise StoreError(
+                    f"{path} is a symbolic link, which the controller never follows (someone planted it?); "
+                    "remove it and start again"
+                ) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(f"{path} is not a regular file; remove it and start again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

@@ -74,7 +74,13 @@ def build_controller(
         recorder=recorder,
         hooks=hooks,
         placement=Placement(
-            instance, Path(settings.host_data_dir or store.root), settings.default_network, guarded_paths(store)
+            instance,
+            Path(settings.host_data_dir or store.root),
+            settings.default_network,
+            guarded_paths(store),
+            job_user=settings.job_user,
+            networks_allowed=settings.networks_allowed,
+            allow_host_network=settings.allow_host_network,
         ),
         artifacts=settings.artifacts,
         archive_retention_days=settings.archive_retention_days,

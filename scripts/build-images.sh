@@ -3,6 +3,7 @@
 #   opeva-test/busybox:latest   busybox-static imported as an image (a second)
 #   opeva-test/python:3.11      debootstrap minbase + python3 (about a minute), only with --python
 #   busybox:1.36                the examples' image: pulled when a registry answers, else the local busybox
+#   opeva-test/hostile:latest   busybox + a static renameat2 swapper (tests/e2e/hostile), for the attack tests
 set -euo pipefail
 
 need_python=0
@@ -44,6 +45,25 @@ if ! have opeva-test/busybox:latest; then
     -m "opeva test image: busybox-static" - opeva-test/busybox:latest >/dev/null
   rm -rf "$root"
   echo "build-images: built opeva-test/busybox:latest" >&2
+fi
+
+if ! have opeva-test/hostile:latest; then
+  ensure_pkg gcc gcc
+  root=$(mktemp -d)
+  src="$(cd "$(dirname "$0")/.." && pwd)/tests/e2e/hostile/swapper.c"
+  if ! gcc -static -O2 -o "$root/swapper" "$src" 2>/dev/null; then
+    [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-dev >/dev/null
+    gcc -static -O2 -o "$root/swapper" "$src"
+  fi
+  cid=$(docker create opeva-test/busybox:latest true)
+  mkdir "$root/fs"
+  docker export "$cid" | tar -C "$root/fs" -x
+  docker rm "$cid" >/dev/null
+  mv "$root/swapper" "$root/fs/bin/swapper"
+  tar -C "$root/fs" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' \
+    -m "opeva test image: busybox + static swapper (attack tests)" - opeva-test/hostile:latest >/dev/null
+  rm -rf "$root"
+  echo "build-images: built opeva-test/hostile:latest" >&2
 fi
 
 if ! have busybox:1.36; then

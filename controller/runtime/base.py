@@ -66,6 +66,8 @@ class ContainerRequest:
     stop_grace: int = 30
     pull_policy: str = "IfNotPresent"  # Always | IfNotPresent | Never (Kubernetes' meaning); Always is done first
     init: bool = True  # an init process as PID 1 forwards signals to the job and reaps its children
+    cap_add: tuple[str, ...] = ()  # every other capability is dropped, and no-new-privileges is set
+    user: str | None = None  # uid[:gid] or a name; None = the image's user
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from docker.types import DeviceRequest
 from docker.types import Mount as DockerMount
 
 from .. import metrics
+from ..jobsecurity import NO_NEW_PRIVILEGES
 from .base import (
     LABEL_ATTEMPT,
     LABEL_GENERATION,
@@ -168,6 +169,9 @@ class DockerRuntime:
             ],
             network_mode=req.network,
             init=req.init,
+            cap_drop=["ALL"],
+            cap_add=list(req.cap_add) or None,
+            security_opt=[NO_NEW_PRIVILEGES],
             nano_cpus=int(req.cpus * 1e9) if req.cpus else None,
             mem_limit=req.memory,
             device_requests=[DeviceRequest(driver="nvidia", device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
@@ -185,6 +189,7 @@ class DockerRuntime:
                     entrypoint=req.entrypoint,
                     environment=req.env,
                     working_dir=req.working_dir,
+                    user=req.user,
                     labels=req.labels,
                     host_config=host_config,
                     stop_timeout=req.stop_grace,

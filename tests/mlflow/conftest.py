@@ -54,6 +54,7 @@ def start_controller(data: Path, mlflow: MlflowServer):
         "OPEVA_MLFLOW_RETRY_MAX_SECONDS": "1",
         "OPEVA_MLFLOW_EXPERIMENT": EXPERIMENT,
         "OPEVA_MLFLOW_UI": UI,
+        "OPEVA_ALLOW_HOST_NETWORK": "1",  # test_mlflow_runs reaches the server on loopback from a job
     }
     started: list[ControllerProcess] = []
 

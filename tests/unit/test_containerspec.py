@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from controller.containerspec import Placement, container_request, created_info, phase_info, phase_info_changed
 from controller.decide import Create
-from controller.runtime.base import ContainerInfo, Mount
+from controller.jobsecurity import DEFAULT_CAPS
+from controller.runtime.base import ContainerInfo, CreateRejected, Mount
 from controller.status import JobStatus
 
 from .factories import IMAGE, T0, at, manifest
@@ -90,7 +92,8 @@ def test_job_name_and_pull_policy():
     ("spec", "where", "expected"),
     [
         ({}, WHERE, {"network": "none", "cpus": None, "memory": None, "stop_grace": 30}),
-        ({"network": "host"}, WHERE, {"network": "host"}),
+        ({"network": "host"}, dataclasses.replace(WHERE, allow_host_network=True), {"network": "host"}),
+        ({"network": "lab"}, dataclasses.replace(WHERE, networks_allowed=("lab",)), {"network": "lab"}),
         ({}, Placement("a1b2c3", Path("/d")), {"network": None}),
         ({"resources": {"cpus": 1.5, "memory": "512Mi"}}, WHERE, {"cpus": 1.5, "memory": 512 * 2**20}),
         ({"terminationGracePeriodSeconds": 5}, WHERE, {"stop_grace": 5}),
@@ -104,6 +107,20 @@ def test_job_name_and_pull_policy():
 def test_resources_network_and_command(spec, where, expected):
     req = request(where=where, **spec)
     assert {k: getattr(req, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("network", ["host", "container:other-job", "some-net"])
+def test_a_network_not_allowed_is_refused_before_anything_is_created(network):
+    with pytest.raises(CreateRejected, match="spec.network"):
+        request(network=network)
+
+
+def test_jobs_keep_only_the_small_capability_set_and_run_as_the_job_user():
+    req = request(where=dataclasses.replace(WHERE, job_user="1000:1000"))
+    assert req.cap_add == DEFAULT_CAPS and req.user == "1000:1000"
+    assert not {"MKNOD", "SETUID", "SETGID", "FSETID", "CHOWN", "FOWNER"} & set(req.cap_add)
+    req = request(capabilities={"add": ["SETUID", "CAP_SETGID"], "reason": "gosu drops to the app user"}, user="0")
+    assert {"SETUID", "SETGID"} <= set(req.cap_add) and req.user == "0"
 
 
 def test_the_name_and_gpus_come_from_the_action():
