@@ -194,6 +194,8 @@ class SpecFiles:
                     raise Conflict(f"cannot create {rel}: the file already exists and {what}")
             content = _render(body, fmt, spec_format(target))
             self._write(target, rel, content, manifest)
+            if self.listener is not None:  # a definition written: listed at once (a control rewrite keeps its row)
+                self.listener.written(manifest)
         log.info("spec_written", job=name, file=rel, action=action)
         return WriteOutcome(name, action, rel, manifest, f"spec file {rel} {action}")
 
@@ -275,8 +277,6 @@ class SpecFiles:
             raise InvalidInput(f"the spec changes meaning when written as {fmt.upper()} to {rel}")
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, content)
-        if self.listener is not None:
-            self.listener.written(expected)
 
 
 def _same(a: JobManifest, b: JobManifest) -> bool:
