@@ -172,6 +172,7 @@ def expected_object(server: Server, doc: dict, *, ok: bool, progress: Any) -> di
         "updatedAt": t,
         "activeSeconds": "<seconds>",
         "specFile": f"{m.name}.yaml",
+        "source": None,  # no git source: the folder is a plain folder
         "labels": doc["metadata"]["labels"],
         "conditions": conditions,
         "history": [
@@ -187,6 +188,7 @@ def expected_object(server: Server, doc: dict, *, ok: bool, progress: Any) -> di
                 "outcome": phase,
                 "reason": reason,
                 "counted": not ok,
+                "source": None,
             }
         ],
     }
