@@ -45,7 +45,7 @@ def build_context(dest: Path) -> Path:
     """The build context the repository's .dockerignore allows, plus pip-ca.pem when this machine has one."""
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, dest / name)
-    for pkg in ("controller", "api"):
+    for pkg in ("controller", "api", "cli"):
         shutil.copytree(ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     ca = pip_ca_bundle()
     if ca:
