@@ -295,6 +295,13 @@ def test_plan_git_verdicts_are_what_the_controller_then_does(data: Path, repo: R
     applied(data, c1)
     for name in (a, b, keep):
         wait_phase(data, name, "Running")
+
+    def listed() -> set[str]:
+        with urllib.request.urlopen(f"{ctl.url}/jobs", timeout=5) as r:
+            return {row["name"] for row in json.loads(r.read())}
+
+    # plan through the API reads the job list, which the controller's index refreshes within about 5 s
+    wait_for(lambda: {a, b, keep} <= listed(), 30, what="the API's job list to show the running jobs")
     gen_a = read_status(data, a)["observedGeneration"]
     repo.write(f"specs/{a}.yaml", held(a, "v2"))  # rerun
     repo.remove(f"specs/{b}.yaml")  # stop
