@@ -67,7 +67,12 @@ def test_a_job_that_ignores_sigterm_is_never_stopped_while_its_container_runs(da
     assert time.monotonic() - gone <= 1.0, "Stopped within 1 s of the container's end"
     assert st["reason"] == "SpecDeleted" and st["stopping"] is None
     assert next(c for c in st["conditions"] if c["type"] == "Terminating")["status"] == "False"
-    assert read_json_file(data / "jobs" / name / "job_info.json")["status"] == "stopped"
+    # job_info.json is written right after status.json (two files, two atomic writes): give it that moment
+    wait_for(
+        lambda: read_json_file(data / "jobs" / name / "job_info.json")["status"] == "stopped",
+        timeout=2,
+        what="job_info's seed word to follow the status",
+    )
 
 
 def test_a_python_job_as_pid_1_stops_within_2_s_of_a_delete(data, controller):
