@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.seed import seed_finished  # noqa: E402
 
-IMAGE = "opeva-test/busybox:latest"
+IMAGE = "opeva-test/busybox:1"
 TAG = uuid.uuid4().hex[:6]
 LABEL = {"opeva-bench": TAG}
 

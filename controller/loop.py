@@ -114,6 +114,7 @@ class Controller:
     def start(self) -> None:
         self._lock = self.store.acquire_lock()
         n = self.statuses.load()
+        self.reconciler.recorder.restore_views(self.statuses.live().values())
         self.specs.prime(self.statuses.spec_stamps())
         self.hooks.on_start(self.statuses)
         log.info(

@@ -6,6 +6,8 @@ the decision says. Finished attempts are announced to the hooks only once their 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import structlog
 
 from .containerspec import phase_info, phase_info_changed
@@ -48,3 +50,15 @@ class Recorder:
                 self.store.write_job_info(new.name, phase_info(new))
             for record in new.history[len(old.history) if old else 0 :]:
                 call_hook(self.hooks.after_finish, new, record)
+
+    def restore_views(self, statuses: Iterable[JobStatus]) -> None:
+        """At start, bring each job's copies (its status.json and job_info.json) in step with its record.
+
+        A crash between writing a record and its copies leaves them behind; only a change of status rewrites them,
+        and a job that just finished will not change again."""
+        restored = 0
+        for st in statuses:
+            restored += self.store.restore_status_copy(st)
+            self.store.write_job_info(st.name, phase_info(st))  # writes only what differs
+        if restored:
+            log.info("status_copies_restored", jobs=restored)

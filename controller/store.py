@@ -168,6 +168,10 @@ def read_record(root: Path, path: Path) -> Any | None:
         return None
 
 
+def _status_bytes(status: JobStatus) -> bytes:
+    return (json.dumps(status.model_dump(mode="json"), indent=2) + "\n").encode()
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -288,11 +292,30 @@ class DataStore:
 
     def write_status(self, status: JobStatus) -> None:
         self.ensure_job_dirs(status.name)
-        data = (json.dumps(status.model_dump(mode="json"), indent=2) + "\n").encode()
+        data = _status_bytes(status)
         path = self.status_path(status.name)
         ensure_dirs(self.root, path.parent)
         atomic_write_bytes(path, data, root=self.root)
         atomic_write_bytes(self.status_copy_path(status.name), data, durable=False, root=self.root)
+
+    def restore_status_copy(self, status: JobStatus) -> bool:
+        """Rewrite jobs/NAME/status.json when it is not the record's copy; True if it was rewritten.
+
+        The record and its copy are two atomic writes: a crash between them leaves the copy one step behind, and
+        for a finished job no later write would ever bring it in step."""
+        data = _status_bytes(status)
+        path = self.status_copy_path(status.name)
+        try:
+            f = self.open_job_file(path, len(data) + 1)
+            if f is not None:
+                with f:
+                    if f.read() == data:
+                        return False
+        except OSError:  # refused (a link, too big, not a file): replaced below, never followed
+            pass
+        self.ensure_job_dirs(status.name)
+        atomic_write_bytes(path, data, durable=False, root=self.root)
+        return True
 
     def job_info_record_path(self, name: str) -> Path:
         """The controller's own job_info keys, outside the job's folder, so a job cannot change them."""

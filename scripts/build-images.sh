@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build the local images the tests and examples use, when they are missing. No registry is needed:
-#   opeva-test/busybox:latest   busybox-static imported as an image (a second)
+#   opeva-test/busybox:1        busybox-static imported as an image (a second)
 #   opeva-test/python:3.11      debootstrap minbase + python3 (about a minute), only with --python
-#   busybox:1.36                the examples' image: pulled when a registry answers, else the local busybox
-#   opeva-test/hostile:latest   busybox + a static renameat2 swapper (tests/e2e/hostile), for the attack tests
+#   busybox:1.36                the examples' image: a local tag of opeva-test/busybox:1 (no registry)
+#   opeva-test/hostile:1        busybox + a static renameat2 swapper (tests/e2e/hostile), for the attack tests
 set -euo pipefail
 
 need_python=0
@@ -31,7 +31,7 @@ busybox_bin() {
   echo /bin/busybox
 }
 
-if ! have opeva-test/busybox:latest; then
+if ! have opeva-test/busybox:1; then
   command -v file >/dev/null 2>&1 || ensure_pkg file file
   bb=$(busybox_bin)
   root=$(mktemp -d)
@@ -42,12 +42,12 @@ if ! have opeva-test/busybox:latest; then
   done
   echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
   tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' \
-    -m "opeva test image: busybox-static" - opeva-test/busybox:latest >/dev/null
+    -m "opeva test image: busybox-static" - opeva-test/busybox:1 >/dev/null
   rm -rf "$root"
-  echo "build-images: built opeva-test/busybox:latest" >&2
+  echo "build-images: built opeva-test/busybox:1" >&2
 fi
 
-if ! have opeva-test/hostile:latest; then
+if ! have opeva-test/hostile:1; then
   ensure_pkg gcc gcc
   root=$(mktemp -d)
   src="$(cd "$(dirname "$0")/.." && pwd)/tests/e2e/hostile/swapper.c"
@@ -55,23 +55,21 @@ if ! have opeva-test/hostile:latest; then
     [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-dev >/dev/null
     gcc -static -O2 -o "$root/swapper" "$src"
   fi
-  cid=$(docker create opeva-test/busybox:latest true)
+  cid=$(docker create opeva-test/busybox:1 true)
   mkdir "$root/fs"
   docker export "$cid" | tar -C "$root/fs" -x
   docker rm "$cid" >/dev/null
   mv "$root/swapper" "$root/fs/bin/swapper"
   tar -C "$root/fs" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' \
-    -m "opeva test image: busybox + static swapper (attack tests)" - opeva-test/hostile:latest >/dev/null
+    -m "opeva test image: busybox + static swapper (attack tests)" - opeva-test/hostile:1 >/dev/null
   rm -rf "$root"
-  echo "build-images: built opeva-test/hostile:latest" >&2
+  echo "build-images: built opeva-test/hostile:1" >&2
 fi
 
-if ! have busybox:1.36; then
-  if ! timeout 30 docker pull -q busybox:1.36 >/dev/null 2>&1; then
-    docker tag opeva-test/busybox:latest busybox:1.36
-    echo "build-images: no registry; tagged the local busybox as busybox:1.36 for the examples" >&2
-  fi
-fi
+# Tags that are not `latest`, so a job's default pull policy is IfNotPresent and no registry is ever asked.
+# busybox:1.36 (the examples' image) and the older opeva-test/busybox:latest name are local tags of the same image.
+have busybox:1.36 || docker tag opeva-test/busybox:1 busybox:1.36
+have opeva-test/busybox:latest || docker tag opeva-test/busybox:1 opeva-test/busybox:latest
 
 if [ "$need_python" = 1 ] && ! have opeva-test/python:3.11; then
   ensure_pkg debootstrap debootstrap

@@ -67,7 +67,7 @@ def test_apply_then_follow_the_log_until_the_job_ends(opeva):
         what="the index to list the job",
     )
     info = opeva.get(f"/job-info/{name}").json()
-    assert info["image"] == "opeva-test/busybox:latest" and info["container_name"].endswith("-1")
+    assert info["image"] == "opeva-test/busybox:1" and info["container_name"].endswith("-1")
     assert [e["reason"] for e in opeva.get(f"/jobs/{name}/events").json()][:1] == ["Accepted"]
 
     run_id = opeva.post(f"/jobs/{name}/rerun").json()["runId"]

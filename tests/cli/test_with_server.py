@@ -257,7 +257,7 @@ def test_get_table_filters_and_other_formats(server: Server, stable: dict[str, d
 
     wide = cli("get", "-l", "suite=stable", "-o", "wide").stdout.splitlines()
     assert wide[0].split()[-4:] == ["REASON", "EXIT", "IMAGE", "LABELS"]
-    assert wide[1].split()[-4:-1] == ["Error", "3", "opeva-test/busybox:latest"]
+    assert wide[1].split()[-4:-1] == ["Error", "3", "opeva-test/busybox:1"]
 
     assert cli("get", "-l", "suite=stable", "--phase", "Failed", "-o", "name").stdout == "job/stable-fail\n"
     assert cli("get", "-l", "suite=stable", "--phase", "finished", "-o", "name").stdout == "job/stable-ok\n"
@@ -281,7 +281,7 @@ def test_describe_shows_spec_status_conditions_events_progress_result_and_mlflow
         "Name:         stable-ok",
         "Labels:       opeva-test=",
         "Spec file:    stable-ok.yaml",
-        "Image:        opeva-test/busybox:latest",
+        "Image:        opeva-test/busybox:1",
         "Command:      sh -c",
         "Restart:      Never, backoffLimit 0",
         f"Generation:   {parse_document(stable['stable-ok']).generation}\n",

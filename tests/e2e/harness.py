@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-BUSYBOX = "opeva-test/busybox:latest"
+BUSYBOX = "opeva-test/busybox:1"
 SESSION = uuid.uuid4().hex[:6]  # in every job name and label, so runs never collide with leftovers
 TEST_LABEL = "opeva-test"
 

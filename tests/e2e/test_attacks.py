@@ -16,7 +16,7 @@ import pytest
 
 from .harness import ControllerProcess, free_port, job_name, read_status, shell_spec, wait_for, wait_phase, write_spec
 
-HOSTILE = "opeva-test/hostile:latest"
+HOSTILE = "opeva-test/hostile:1"
 SECRET = "hunter2-host-secret"
 
 

@@ -4,12 +4,16 @@ pieces runs once with its full definition."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
 import yaml
 
+from controller.status import seed_word
+
 from .harness import (
+    ControllerProcess,
     job_name,
     read_events,
     read_json_file,
@@ -140,3 +144,27 @@ def test_a_spec_written_in_two_pieces_runs_once_with_the_full_definition(data, c
     assert (st["attempts"], len(st["history"]), reasons.count("Creating")) == (1, 1, 1), reasons
     assert "GenerationChanged" not in reasons
     assert "piece=two" in read_log(data, name)
+
+
+def test_copies_a_crash_left_behind_their_record_are_restored_at_start(data):
+    """A SIGKILL between the record's write and its copies' leaves jobs/NAME/status.json and job_info.json one step
+    behind; a finished job never changes again, so the next start must bring them in step."""
+    name = job_name("copy-behind")
+    ctl = ControllerProcess(data).start()
+    try:
+        write_spec(data, shell_spec(name, "echo done"))
+        wait_phase(data, name, "Succeeded")
+        ctl.kill()
+        record = (data / ".opeva" / "status" / f"{name}.json").read_text()
+        behind = {**json.loads(record), "phase": "Running", "reason": "Started"}
+        (data / "jobs" / name / "status.json").write_text(json.dumps(behind))
+        info_path = data / "jobs" / name / "job_info.json"
+        info = read_json_file(info_path)
+        info_path.write_text(json.dumps({**info, "status": "running", "phase": "Running", "finished_at": None}))
+        ctl = ControllerProcess(data).start()
+        assert (data / "jobs" / name / "status.json").read_text() == record
+        info = read_json_file(info_path)
+        assert (info["phase"], info["status"]) == ("Succeeded", seed_word("Succeeded", False))
+        assert info["finished_at"] is not None
+    finally:
+        ctl.kill()

@@ -46,7 +46,7 @@ def test_success_closes_the_run_finished_with_tags_params_metrics_and_artifacts(
     assert info["status"] == "FINISHED" and info["run_name"] == f"{name}-a1"
     assert tags["opeva.job"] == name and tags["opeva.attempt"] == "1"
     assert tags["opeva.generation"] == st["observedGeneration"]
-    assert tags["opeva.image"] == "opeva-test/busybox:latest" and tags["opeva.container"] == st["containerName"]
+    assert tags["opeva.image"] == "opeva-test/busybox:1" and tags["opeva.container"] == st["containerName"]
     assert tags["team"] == "grid" and tags["opeva.outcome"] == "Succeeded" and tags["opeva.exitCode"] == "0"
     assert params["env.SEED"] == "42" and params["env.API_TOKEN"] == "***", "secret-looking values are masked"
     assert json.loads(params["args"]) == [PROGRESS_THEN_RESULT]
