@@ -81,9 +81,12 @@ def _session(request: Request) -> str | None:
     return value if _sessions(request).valid(value) else None
 
 
-def _set_cookie(response: Response, value: str) -> None:
+def _set_cookie(request: Request, response: Response, value: str) -> None:
+    """Secure when the page came over HTTPS (directly, or through a proxy uvicorn trusts), so it is never sent
+    in clear afterwards; plain HTTP on loopback keeps working."""
+    secure = request.url.scheme == "https"
     response.set_cookie(
-        COOKIE, value, max_age=SESSION_SECONDS, httponly=True, samesite="strict", path="/ui", secure=False
+        COOKIE, value, max_age=SESSION_SECONDS, httponly=True, samesite="strict", path="/ui", secure=secure
     )
 
 
@@ -117,7 +120,7 @@ def _render(request: Request, template: str, **values: Any) -> HTMLResponse:
     )
     response = HTMLResponse(html, headers=SECURITY_HEADERS)
     if new_session and session:
-        _set_cookie(response, session)
+        _set_cookie(request, response, session)
     return response
 
 
@@ -558,7 +561,7 @@ async def login(request: Request) -> Response:
         )
         return HTMLResponse(html, status_code=401, headers=SECURITY_HEADERS)
     response = RedirectResponse(target, status_code=303)
-    _set_cookie(response, sessions.issue())
+    _set_cookie(request, response, sessions.issue())
     return response
 
 

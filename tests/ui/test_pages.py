@@ -177,6 +177,16 @@ def test_injected_markup_is_shown_as_text_and_never_runs(browser, site):
     screenshot(browser, "job-xss")
 
 
+def test_the_session_cookie_is_secure_when_the_page_came_over_https(site):
+    url, _ = site
+    with httpx.Client(base_url=url) as client:
+        plain = client.get("/ui").headers["set-cookie"].lower()
+    with httpx.Client(base_url=url, headers={"X-Forwarded-Proto": "https"}) as client:  # a TLS proxy on loopback
+        proxied = client.get("/ui").headers["set-cookie"].lower()
+    assert "secure" not in plain.split("; ") and "httponly" in plain
+    assert "secure" in proxied.split("; ") and "samesite=strict" in proxied
+
+
 def test_an_action_without_csrf_or_session_is_refused(site):
     url, store = site
     before = (store.specs_dir / "running-0.yaml").read_text()
