@@ -21,6 +21,22 @@ def docker_engine() -> None:
     subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh")], check=True)
 
 
+@pytest.fixture(scope="session")
+def swarm_cluster(docker_engine):
+    """A real 3-node swarm (manager n1, workers n2 and n3, each its own dockerd) for the whole session; skipped
+    with the reason where it cannot be made (not root, no dockerd). Torn down at the end, leaving nothing behind."""
+    from swarm.cluster import SwarmCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = SwarmCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     """An empty data folder with its specs folder."""
