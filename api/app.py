@@ -30,7 +30,7 @@ from .errors import NAME_RULE, ApiError, DomainError, domain_headers, domain_sta
 from .index import JobIndex
 from .metrics import build_registry
 from .models import ErrorBody
-from .routes import health, jobs, logs, metrics, seed, source
+from .routes import health, jobs, logs, metrics, nodes, seed, source
 from .server import is_loopback
 from .simulations import DEFAULT_SIMULATOR_IMAGE, Simulations
 from .specfiles import SpecFiles
@@ -103,12 +103,13 @@ def create_app(
             {"name": "health", "description": "Liveness and readiness, without auth."},
             {"name": "metrics", "description": "Prometheus metrics."},
             {"name": "source", "description": "The git repository the specs folder follows (GitOps)."},
+            {"name": "nodes", "description": "The machines jobs run on (one, or a Swarm's nodes)."},
         ],
     )
     app.state.ctx = ctx
     app.state.webhook = webhook
     app.state.metrics = build_registry(store, ctx.index)
-    for module in (jobs, logs, seed, health, metrics, source):
+    for module in (jobs, logs, seed, health, metrics, source, nodes):
         app.include_router(module.router)
     install_dashboard(app, ctx.token)
     _install_error_handlers(app)

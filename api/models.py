@@ -221,7 +221,9 @@ class RunSimulationRequest(BaseModel):
     submitted_by: str | None = Field(None, description="Who submitted the job (shown by the UIs).")
     image: str | None = Field(None, description="Full image reference; default <simulator repository>:<image_tag>.")
     image_tag: str | None = Field(None, description="Tag of the simulator image (default latest).")
-    target_host: str | None = Field(None, description="This machine's name (see /hosts), or empty/auto for any.")
+    target_host: str | None = Field(
+        None, description="This machine's name, or on Swarm the node's (see /hosts); empty/auto for any."
+    )
     target_worker_profile: str | None = Field(
         None, description="auto (all of this host's GPUs, if any), gpu (all GPUs, required) or cpu (none)."
     )

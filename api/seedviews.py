@@ -109,7 +109,9 @@ def queue_rows(rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]]) -> 
 
 
 def hosts_view(host: LocalHost, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """`{available_hosts, hosts}` as the old backend answered, with this machine as the only host."""
+    """`{available_hosts, hosts}` as the old backend answered: this machine as the only host, or each Swarm node."""
+    if host.clustered:
+        return _nodes_as_hosts(host)
     name = host.name or "local"
     running = sorted(r["name"] for r in rows if r.get("phase") == "Running")
     capacity = host.capacity.get("capacity") if isinstance(host.capacity.get("capacity"), dict) else {}
@@ -136,6 +138,39 @@ def hosts_view(host: LocalHost, rows: list[dict[str, Any]]) -> dict[str, Any]:
             }
         },
     }
+
+
+def _nodes_as_hosts(host: LocalHost) -> dict[str, Any]:
+    """Each Swarm node as one of the old backend's hosts; the available ones are those new jobs may go to."""
+    hosts = {}
+    for n in host.nodes:
+        jobs = [str(j) for j in n.get("jobs") or []]
+        gpus = list(n.get("gpus") or [])
+        hosts[str(n["name"])] = {
+            "online": host.node_online(n),
+            "last_seen": host.last_seen,
+            "info": {
+                "hostname": n.get("hostname"),
+                "node_id": n["id"],
+                "role": n.get("role"),
+                "state": n.get("state"),
+                "availability": n.get("availability"),
+                "message": n.get("message"),
+                "labels": n.get("labels") or {},
+                "engine_labels": n.get("engineLabels") or {},
+                "cpus": n.get("cpus"),
+                "memory": n.get("memory"),
+                "gpus": gpus,
+                "gpu_count": len(gpus),
+                "conditions": n.get("conditions") or [],
+            },
+            "running": len(jobs),
+            "active_job_ids": jobs,
+            "current_job_id": jobs[0] if jobs else None,
+            "current_job_status": SEED_STATUS["Running"] if jobs else None,
+        }
+    available = [str(n["name"]) for n in host.nodes if host.node_online(n) and n.get("schedulable")]
+    return {"available_hosts": available, "hosts": hosts}
 
 
 # ---- simulation data -------------------------------------------------------------------------------------------

@@ -109,10 +109,10 @@ def image_for(image: str | None, tag: str | None, repository: str) -> tuple[str,
     return f"{repository}:{tag}", tag
 
 
-def gpus_for(profile: str | None, gpus: int | None, host: LocalHost) -> int:
+def gpus_for(profile: str | None, gpus: int | None, host: LocalHost, target: str | None = None) -> int:
     """GPUs for the job: an explicit count; `cpu` none; `gpu` all of this host's (none is an error); else all it has,
-    as the old workers gave the simulator every GPU."""
-    available = len(host.gpus)
+    as the old workers gave the simulator every GPU. On Swarm "this host" is the target node, or the whole cluster."""
+    available = len(host.gpus_for_target(target))
     if gpus is not None:
         if gpus > available:
             raise CannotRunHere(f"the job asks for {gpus} GPUs; this host has {available}")
@@ -200,7 +200,7 @@ class Simulations:
         config_name, config, saved = self._config(req)
         env = env_from_extras(req.extra or {})
         image, tag = image_for(req.image, req.image_tag, self.repository)
-        gpus = gpus_for(req.target_worker_profile, req.gpus, host)
+        gpus = gpus_for(req.target_worker_profile, req.gpus, host, target)
         experiment, run = experiment_identity(config)
         job_name = (req.job_name or "").strip() or f"{experiment or 'UnnamedExperiment'}-{run or 'UnnamedRun'}"
         name = seed_name(req.job_name if (req.job_name or "").strip() else None)
@@ -216,6 +216,9 @@ class Simulations:
         }
         if gpus:
             spec["resources"] = {"gpus": gpus}
+        placement = host.placement_for(target)  # Swarm: target_host is the node the job must run on
+        if placement:
+            spec["placement"] = {"constraints": placement}
         if env:
             spec["env"] = env
         # The controller's MLflow run must be the one the job's set_experiment() + start_run() resumes; with no

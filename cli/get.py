@@ -15,6 +15,7 @@ from controller.status import FINAL_PHASES
 
 from .errors import CliError
 from .http import ApiClient, ClientError
+from .nodes import show_nodes
 from .options import complete_job_names, parse_phases, parse_selector, selector_option, with_client
 
 
@@ -262,6 +263,7 @@ def get_cmd(
       opeva get -o json | jq -r '.items[] | select(.status.phase=="Failed") | .metadata.name'
       opeva get -w                          # live, until Ctrl-C
       opeva get source                      # the git repository the specs follow (opeva run --git)
+      opeva get nodes                       # the machines jobs run on (Swarm: every node)
     """
     from .render import Output, dump_json, dump_yaml
 
@@ -269,6 +271,11 @@ def get_cmd(
         source = client.get_json("/source", ok_missing=True)
         if source is not None:  # else a job named "source"
             _show_source(source, output)
+            return
+    if names == ("nodes",) and not watch:
+        listing = client.get_json("/nodes", ok_missing=True)
+        if listing is not None:  # else an API from before nodes, and perhaps a job named "nodes"
+            show_nodes(listing, output)
             return
     selector = parse_selector(selectors)
     phase_list = parse_phases(phases)

@@ -42,7 +42,9 @@ class Actions:
         archive_retention_days: float | None,
         enqueue_after: Callable[[str, float], None],
         capacity: CapacityGlue | None = None,
+        exclusions: Callable[[], tuple[str, ...]] | None = None,
     ):
+        """`exclusions`: constraints added to every job's placement (nodes the controller refuses)."""
         self.store = store
         self.runtime = runtime
         self.cache = cache
@@ -55,6 +57,7 @@ class Actions:
         self.archive_retention_days = archive_retention_days
         self.enqueue_after = enqueue_after
         self.capacity = capacity
+        self.exclusions = exclusions or (lambda: ())
         self._stopping: set[str] = set()
         self._stopping_lock = threading.Lock()
 
@@ -92,7 +95,8 @@ class Actions:
             if m.spec.pull_policy == "Always":
                 self.pull(m.name, m.spec.image, action.attempt)
             extra_env = call_hook(self.hooks.before_start, m, status, action.attempt, action.container) or {}
-            info = self.runtime.create_and_start(container_request(m, action, self.placement, extra_env, status.source))
+            request = container_request(m, action, self.placement, extra_env, status.source, self.exclusions())
+            info = self.runtime.create_and_start(request)
         except NameConflict:
             self.refresh(action.container)  # created by an earlier try: adopt it
             return 0.0

@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .runtime.base import NodeInfo
 from .spec import parse_memory
 
 DEFAULT_RESERVE_MEMORY = 256 * 2**20  # for the OS, Docker and the controller itself
@@ -32,6 +33,13 @@ class Capacity:
     gpu_ids: tuple[str, ...] = ()
     max_running: int | None = None
     queues: Mapping[str, int] = field(default_factory=dict)  # queue name -> maxRunning
+    # a cluster's every node, ready or not: what a job must fit to be schedulable at all (None: this capacity), so a
+    # node that is down for a while makes bigger jobs wait, not fail
+    whole: Capacity | None = None
+
+    @property
+    def bound(self) -> Capacity:
+        return self.whole or self
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -190,3 +198,29 @@ def machine_capacity(
         max_running=max_running,
         queues=dict(queues or {}),
     )
+
+
+def cluster_capacity(
+    nodes: Iterable[NodeInfo],
+    template: Capacity,
+    excluded: Collection[str] = (),
+    cpus: float | None = None,
+    memory: int | str | None = None,
+    gpus: tuple[str, ...] | None = None,
+    reserve_cpus: float | None = None,
+    reserve_memory: int | str | None = None,
+) -> Capacity:
+    """The capacity of a cluster: the sum over the nodes new jobs may go to (ready, active, not `excluded`), each
+    less the reserve; a given figure wins, as on one machine. GPUs are `NODE/ID` tokens: the scheduler counts them,
+    the engine picks the devices. The limits (maxRunning, queues) come from `template`."""
+    nodes = list(nodes)
+    keep_memory = DEFAULT_RESERVE_MEMORY if reserve_memory is None else parse_memory(reserve_memory)
+
+    def total(over: list[NodeInfo]) -> Capacity:
+        total_cpus = float(cpus) if cpus is not None else sum(max(n.cpus - (reserve_cpus or 0.0), 0.0) for n in over)
+        total_memory = parse_memory(memory) if memory is not None else sum(max(n.memory - keep_memory, 0) for n in over)
+        gpu_ids = tuple(gpus) if gpus is not None else tuple(f"{n.id[:12]}/{g}" for n in over for g in n.gpus)
+        return replace(template, cpus=max(total_cpus, 0.0), memory=max(total_memory, 0), gpu_ids=gpu_ids, whole=None)
+
+    usable = total([n for n in nodes if n.schedulable and n.id not in excluded])
+    return replace(usable, whole=total(nodes))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .capacity import Capacity
 from .containercache import ContainerCache
-from .decide import Create, Decision, Desired, Observed, Proposal
+from .decide import Create, Decision, Desired, Observed, Proposal, Remove
 from .scheduler import WAIT_REASONS, Admission, Scheduler, Wake, pending_job
 from .specsource import SpecSource
 from .status import JobStatus
@@ -33,7 +34,10 @@ class CapacityGlue:
     def settle(self, name: str, observed: Observed, admission: Admission | None, decision: Decision) -> None:
         """Before acting: an ended attempt gives back its share now, and the jobs that may start are woken."""
         creating = any(isinstance(a, Create) for a in decision.actions)
-        live = next((c for c in observed.containers if c.running or c.state == "created"), None)
+        removing = {a.container for a in decision.actions if isinstance(a, Remove)}  # a lost node's task, say
+        live = next(
+            (c for c in observed.containers if (c.running or c.state == "created") and c.name not in removing), None
+        )
         waiting = admission is not None and admission.verdict == "Waiting" and not creating
         self._wake(name, self.scheduler.settle(name, live, waiting, creating))
 
@@ -44,6 +48,10 @@ class CapacityGlue:
     def container_ended(self, container: str) -> None:
         """The engine says a container died: what it held is free at once (its job's reconcile confirms it)."""
         self._wake("", self.scheduler.ended(container))
+
+    def resize(self, capacity: Capacity) -> None:
+        """The cluster's capacity changed: the jobs that fit now are woken."""
+        self._wake("", self.scheduler.set_capacity(capacity))
 
     def prime(self, statuses: dict[str, JobStatus]) -> None:
         """At start, before any job is looked at: reservations rebuilt from the live containers (so a restart never

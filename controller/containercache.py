@@ -46,6 +46,9 @@ class ContainerCache:
                 key=lambda c: c.attempt,
             )
 
+    def all(self) -> list[ContainerInfo]:
+        return [c for job in self.jobs() for c in self.for_job(job)]
+
     def jobs(self) -> set[str]:
         with self._lock:
             return {info.job for _, info in self._by_name.values() if info is not None}

@@ -85,8 +85,11 @@ def container_request(
     where: Placement,
     extra_env: dict[str, str] | None = None,
     source: dict[str, str] | None = None,
+    exclusions: tuple[str, ...] = (),
 ) -> ContainerRequest:
-    """`source`: the run's provenance (git), kept on the container so each attempt's record says where it came from."""
+    """`source`: the run's provenance (git), kept on the container so each attempt's record says where it came from.
+    `exclusions`: constraints keeping every job off nodes the controller refuses (one that does not see the data
+    folder), after the spec's own."""
     spec = m.spec
     name = m.name
     generation = m.generation
@@ -141,6 +144,7 @@ def container_request(
         init=spec.init,
         cap_add=capabilities(spec.capabilities.add if spec.capabilities else ()),
         user=spec.user or where.job_user,
+        placement=tuple(spec.placement.constraints if spec.placement else ()) + exclusions,
     )
 
 

@@ -28,6 +28,7 @@ from .containercache import ContainerCache
 from .hooks import AttemptHooks
 from .hostfacts import HostFacts
 from .logcapture import LogCapture
+from .nodes import NodeWatch
 from .reconciler import Reconciler
 from .runtime.base import Runtime, RuntimeUnavailable
 from .sampler import Sampler
@@ -42,6 +43,7 @@ from .workqueue import WorkQueue
 log = structlog.get_logger("opeva.loop")
 
 HEARTBEAT_SECONDS = 5.0
+NODE_POLL_SECONDS = 2.0  # how often the nodes are listed (a lost node is noticed within this of its settle time)
 FOLDER_RESCAN_EVERY = 3  # with a working folder watch, every 3rd resync (30 s by default) rescans the folder too
 SCAN_DEBOUNCE = 0.02
 FULL_RESYNC_EVERY = 30  # every Nth resync enqueues every job, settled or not
@@ -84,6 +86,7 @@ class Controller:
         reconciler: Reconciler,
         capacity: CapacityGlue,
         sampler: Sampler,
+        nodes: NodeWatch,
     ):
         self.settings = settings
         self.store = store
@@ -99,6 +102,7 @@ class Controller:
         self.reconciler = reconciler
         self.capacity = capacity
         self.sampler = sampler
+        self.nodes = nodes
         self._stop = threading.Event()
         self._scan_wake = threading.Event()
         self._resync_wake = threading.Event()
@@ -125,6 +129,7 @@ class Controller:
             workers=self.settings.workers,
         )
         self._watch_specs()  # before the first scan, so no file dropped in between goes unseen until a resync
+        self._guarded("node_refresh_failed", self.refresh_nodes)  # the capacity and the probe before any job starts
         self.resync(full=True)
         self.capacity.prime(self.statuses.live())
         log.info("capacity", **self.scheduler.capacity.describe())
@@ -135,6 +140,7 @@ class Controller:
         self._spawn(self._events_loop, "engine-events")
         self._spawn(self._recorder_loop, "recorder")
         self._spawn(lambda: self.sampler.run(self._stop), "sampler")
+        self._spawn(self._nodes_loop, "nodes")
 
     def stop(self) -> None:
         """Stop the controller, not the jobs: containers keep running and are adopted at the next start."""
@@ -310,6 +316,18 @@ class Controller:
         self.last_resync_seconds = time.monotonic() - t0
         log.debug("resync", queued=len(names), seconds=round(self.last_resync_seconds, 3), full=full)
 
+    def refresh_nodes(self) -> None:
+        """List the nodes: a changed cluster resizes the capacity, and jobs on a node just lost are looked at now."""
+        lost, capacity = self.nodes.refresh()
+        if capacity is not None:
+            self.capacity.resize(capacity)
+        for job in sorted(self.nodes.jobs_on(lost, self.cache.all())):
+            self.queue.add(job)
+
+    def _nodes_loop(self) -> None:
+        while not self._stop.wait(NODE_POLL_SECONDS):
+            self._guarded("node_refresh_failed", self.refresh_nodes)
+
     def _engine_down(self, error: str) -> None:
         began = self.host.engine_down()
         if self.docker_ok or began:
@@ -375,6 +393,8 @@ class Controller:
                         "phases": self.statuses.phase_counts(),
                         "queue": len(self.queue),
                         "capacity": self.scheduler.summary(),
+                        "runtime": self.nodes.kind,
+                        "nodes": self.nodes.rows(self.cache.all()),
                         **metrics.heartbeat_fields(self.scheduler, self.sampler.latest),
                     }
                 )

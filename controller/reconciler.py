@@ -18,6 +18,7 @@ from .decide import Facts, Observed, propose
 from .faults import crash_point
 from .hostfacts import HostFacts
 from .logcapture import LogCapture
+from .nodes import NodeWatch
 from .recording import Recorder
 from .runtime.base import Runtime
 from .specsource import SpecSource
@@ -41,8 +42,10 @@ class Reconciler:
         recorder: Recorder,
         actions: Actions,
         capacity: CapacityGlue | None = None,
+        nodes: NodeWatch | None = None,
     ):
-        """`policy` carries the facts that do not change while running (instance, retention); `host` the rest."""
+        """`policy` carries the facts that do not change while running (instance, retention); `host` and `nodes` the
+        rest."""
         self.store = store
         self.runtime = runtime
         self.specs = specs
@@ -54,6 +57,7 @@ class Reconciler:
         self.recorder = recorder
         self.actions = actions
         self.capacity = capacity
+        self.nodes = nodes
 
     def facts(self) -> Facts:
         now = utcnow()
@@ -63,6 +67,7 @@ class Reconciler:
             boot_time=self.host.boot_time,
             daemon_started_at=self.host.daemon_started_at,
             outages=self.host.outages_until(now),
+            lost_nodes=self.nodes.lost() if self.nodes is not None else {},
         )
 
     def observe(self, name: str, recorded: JobStatus | None) -> Observed:

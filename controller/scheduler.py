@@ -151,7 +151,8 @@ def schedule(capacity: Capacity, reservations: Iterable[Reservation], pending: I
     running = len(reservations)
     per_queue = Counter(r.queue for r in reservations if r.queue)
     max_running, limits = capacity.max_running, capacity.queues
-    max_cpu, max_mem, max_gpu = capacity.cpus + EPS, capacity.memory, len(capacity.gpu_ids)
+    bound = capacity.bound  # what a job must fit at all (a cluster's every node)
+    max_cpu, max_mem, max_gpu = bound.cpus + EPS, bound.memory, len(bound.gpu_ids)
     held_cpu = held_mem = held_gpu = 0.0  # asked for by jobs ahead that wait for resources
     plan = Plan()
     admitted, waiting = plan.admitted, plan.waiting
@@ -159,7 +160,7 @@ def schedule(capacity: Capacity, reservations: Iterable[Reservation], pending: I
         r = job.request
         cpus, mem, gpus = r.cpus, r.memory, r.gpus
         if cpus > max_cpu or mem > max_mem or gpus > max_gpu:
-            plan.unschedulable[job.name] = unschedulable_reason(capacity, job) or "does not fit the machine"
+            plan.unschedulable[job.name] = unschedulable_reason(bound, job) or "does not fit the machine"
             continue
         queue = job.queue
         if max_running is not None and running >= max_running:
@@ -391,6 +392,14 @@ class Scheduler:
                 if c.job and (c.running or c.state == "created"):
                     self._reserved[c.job] = reservation_from_container(c)
             self._touch()
+
+    def set_capacity(self, capacity: Capacity) -> Wake:
+        """The cluster changed (a node joined, left, was drained): jobs that fit now are woken."""
+        with self._lock:
+            if capacity != self.capacity:
+                self.capacity = capacity
+                self._touch()
+            return self._wake_locked()
 
     def enqueue(self, jobs: Iterable[PendingJob]) -> None:
         """After a restart: jobs recorded as waiting take their places before any of them is looked at."""

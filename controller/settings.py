@@ -243,6 +243,25 @@ class Settings(ApiTokenSetting):
         "--queues",
     )
 
+    # the nodes (controller/nodes.py; Swarm)
+    node_settle: float = setting(
+        30.0,
+        "OPEVA_NODE_SETTLE",
+        "Seconds a Swarm node may be down before its jobs are taken as interrupted and run elsewhere.",
+        "--node-settle",
+        ge=0,
+    )
+    probe_image: str = setting(
+        "busybox:latest",
+        "OPEVA_PROBE_IMAGE",
+        "Small image (with sh) for the start-up check that every Swarm node sees the data folder; present on each.",
+    )
+    gpu_resource: str = setting(
+        "NVIDIA-GPU",
+        "OPEVA_GPU_RESOURCE",
+        "The generic resource Swarm nodes advertise their GPUs as (node-generic-resources in daemon.json).",
+    )
+
     # GitOps (controller/gitsource.py): the specs folder follows a repository
     git_url: str | None = setting(
         None,

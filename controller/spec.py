@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from .constraints import MAX_CONSTRAINT, parse_constraints
+
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 63
 MAX_SPEC_BYTES = 1024 * 1024
@@ -46,6 +48,7 @@ LATER_FIELD_DEFAULTS = {
     "init": True,
     "capabilities": None,
     "user": None,
+    "placement": None,
 }
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
 # Kubernetes quantities (K/M/G/T decimal, Ki/Mi/Gi/Ti binary) and Docker's (b, k/m/g/t and kb/mb/gb/tb, binary).
@@ -170,6 +173,21 @@ class Capabilities(_Strict):
         return caps
 
 
+class PlacementSpec(_Strict):
+    """Where the job may run, in Docker Swarm's constraint syntax (all must hold), as compose's
+    `deploy.placement.constraints`. On the single-engine runtime they must hold on this machine."""
+
+    constraints: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONSTRAINT)]] = Field(
+        default_factory=list, max_length=32
+    )
+
+    @field_validator("constraints")
+    @classmethod
+    def _valid_constraints(cls, constraints: list[str]) -> list[str]:
+        parse_constraints(constraints)  # ValueError names the bad one
+        return constraints
+
+
 class JobSpec(_Strict):
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     command: list[str] | None = None
@@ -205,6 +223,7 @@ class JobSpec(_Strict):
     user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$", max_length=64)] | None = (
         None
     )
+    placement: PlacementSpec | None = None
 
     @field_validator("env")
     @classmethod

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .actions import Actions
-from .capacity import machine_capacity
+from .capacity import Capacity, cluster_capacity, machine_capacity
 from .capacityglue import CapacityGlue
 from .containercache import ContainerCache
 from .containerspec import GUARDED, Placement
@@ -15,6 +15,7 @@ from .hooks import AttemptHooks, NoHooks
 from .hostfacts import HostFacts
 from .logcapture import LogCapture
 from .loop import Controller
+from .nodes import NodeWatch
 from .reconciler import Reconciler
 from .recording import Recorder
 from .runtime.base import Runtime
@@ -42,18 +43,18 @@ def build_controller(
     # a git tree's files are whole before the folder flips to them: no settling time for broken ones
     specs = SpecSource(store.specs_dir, store.root, provenance, settle=0.0 if settings.git_url else SETTLE_SECONDS)
     logs = LogCapture(store, runtime, on_complete=queue.add, on_retry=queue.add_after)
-    scheduler = Scheduler(
-        machine_capacity(
-            cpus=settings.cpus,
-            memory=settings.memory,
-            gpus=settings.gpus,
-            reserve_cpus=settings.reserve_cpus,
-            reserve_memory=settings.reserve_memory,
-            max_running=settings.max_running,
-            queues=settings.queues,
-        )
+    machine = machine_capacity(
+        cpus=settings.cpus,
+        memory=settings.memory,
+        gpus=settings.gpus,
+        reserve_cpus=settings.reserve_cpus,
+        reserve_memory=settings.reserve_memory,
+        max_running=settings.max_running,
+        queues=settings.queues,
     )
+    scheduler = Scheduler(machine)
     instance = store.instance_id()
+    nodes = build_nodes(settings, runtime, machine)
     # what a settled job's decision depends on besides its files: an index made under other settings is not used
     context = {
         "instance": instance,
@@ -86,6 +87,7 @@ def build_controller(
         archive_retention_days=settings.archive_retention_days,
         enqueue_after=queue.add_after,
         capacity=capacity,
+        exclusions=nodes.exclusions,
     )
     reconciler = Reconciler(
         store=store,
@@ -105,6 +107,7 @@ def build_controller(
         recorder=recorder,
         actions=actions,
         capacity=capacity,
+        nodes=nodes,
     )
     return Controller(
         settings=settings,
@@ -121,7 +124,30 @@ def build_controller(
         reconciler=reconciler,
         capacity=capacity,
         sampler=Sampler(store, runtime, lambda: list(statuses.live().values()), on_sample=hooks.resource_sample),
+        nodes=nodes,
     )
+
+
+def build_nodes(settings: Settings, runtime: Runtime, machine: Capacity) -> NodeWatch:
+    """The nodes as the controller follows them. On a single engine the capacity stays this machine's, detected
+    once; on Swarm it is the sum over the usable nodes, with the given figures winning as on one machine."""
+    kind = getattr(settings, "runtime", "docker")
+    if kind != "swarm":
+        return NodeWatch(runtime, kind, settings.node_settle)
+
+    def capacity_of(listed, excluded) -> Capacity:
+        return cluster_capacity(
+            listed,
+            machine,
+            excluded,
+            cpus=settings.cpus,
+            memory=settings.memory,
+            gpus=settings.gpus,
+            reserve_cpus=settings.reserve_cpus,
+            reserve_memory=settings.reserve_memory,
+        )
+
+    return NodeWatch(runtime, kind, settings.node_settle, capacity_of)
 
 
 def guarded_paths(store: DataStore) -> tuple[str, ...]:

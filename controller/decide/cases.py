@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..spec import JobManifest
 from . import attempts, deadlines, gate, interruptions, newrun, retention, stopping
-from .core import LOG_DRAIN_POLL, START_POLL, Draft, Start, container_name, run_key
+from .core import LOG_DRAIN_POLL, START_POLL, Draft, Start, container_name, is_live, run_key
 
 
 def spec_deleted(d: Draft) -> None:
@@ -68,6 +68,11 @@ def valid_spec(d: Draft, m: JobManifest) -> None:
         attempts.record_exit(d, c, m)
     elif c is None and name and not st.recorded(name) and st.containerId is not None:
         interruptions.record_vanished(d, name, m)
+    elif c is not None and is_live(c) and not st.recorded(c.name) and (lost := interruptions.node_lost(d, c)):
+        interruptions.record_node_lost(d, c, m, lost)
+    interruptions.remove_recorded_live(d, current)
+    if c is not None and is_live(c) and st.recorded(c.name):
+        c = None  # recorded as interrupted (its node was lost) and being removed: the job wants its next attempt
 
     if st.terminal:  # the exit just recorded finished the run
         for other in current.values():

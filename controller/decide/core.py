@@ -7,6 +7,7 @@ a working copy of the recorded status and collects the events, actions and reque
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -59,6 +60,9 @@ class Facts:
     keep_finished_containers: bool = False
     ttl_succeeded: float | None = None  # seconds after finishing before a spec-less record is collected
     ttl_failed: float | None = None
+    # nodes whose attempts are lost: down for longer than the settle time, or drained (node id -> why); an attempt
+    # there is interrupted and runs again elsewhere (controller/nodes.py)
+    lost_nodes: Mapping[str, str] = field(default_factory=dict)
 
 
 # ---- outputs --------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..policy import interruption_cause
 from ..runtime.base import ContainerInfo
 from ..spec import JobManifest
-from .core import Draft, current_attempt
+from .core import Draft, Remove, current_attempt, is_live
 
 SIGNAL_SETTLE = 20.0  # seconds a signal death waits before it is taken for the job's own failure
 
@@ -29,6 +29,30 @@ def signal_settle_left(d: Draft, c: ContainerInfo) -> float:
     if cause(d, c):
         return 0.0
     return SIGNAL_SETTLE - (d.now - c.finished_at).total_seconds()
+
+
+def node_lost(d: Draft, c: ContainerInfo) -> str | None:
+    """Why the node `c` runs on is lost (down past the settle time, drained), or None."""
+    return d.facts.lost_nodes.get(c.node) if c.node else None
+
+
+def record_node_lost(d: Draft, c: ContainerInfo, m: JobManifest, why: str) -> None:
+    """The attempt's node is gone: the attempt is interrupted and its task removed at once. The engine cannot stop a
+    task on a node it does not reach, so the removal is what stops it if the node comes back (Swarm shuts down the
+    tasks of a removed service there); the next attempt goes to another node."""
+    d.record_history(c, "Interrupted", "NodeLost")
+    d.actions.append(Remove(c.name))
+    d.event("NodeLost", f"container {c.name}: {why}", warning=True)
+    interrupted(d, m, why)
+
+
+def remove_recorded_live(d: Draft, current: dict[str, ContainerInfo]) -> None:
+    """Attempts already recorded that the engine still lists as live (a lost node's task whose removal has not got
+    through yet) are removed again: at most one live task per job."""
+    removing = {a.container for a in d.actions if isinstance(a, Remove)}
+    for other in current.values():
+        if is_live(other) and d.st.recorded(other.name) and other.name not in removing:
+            d.actions.append(Remove(other.name))
 
 
 def record_vanished(d: Draft, name: str, m: JobManifest) -> None:

@@ -7,7 +7,7 @@ through `Runtime`. A Swarm runtime can sit beside the Docker one by implementing
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -68,6 +68,7 @@ class ContainerRequest:
     init: bool = True  # an init process as PID 1 forwards signals to the job and reaps its children
     cap_add: tuple[str, ...] = ()  # every other capability is dropped, and no-new-privileges is set
     user: str | None = None  # uid[:gid] or a name; None = the image's user
+    placement: tuple[str, ...] = ()  # Swarm constraints (controller/constraints.py), all of which must hold
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class ContainerInfo:
     cpus: float | None = None  # as created (CPU quota), so reservations can be rebuilt after a restart
     memory: int | None = None  # memory limit in bytes, as created
     gpu_ids: tuple[str, ...] = ()  # GPU device ids of its device requests, as created
+    node: str = ""  # the id of the node it runs on (Swarm); "" on a single engine
 
     @property
     def running(self) -> bool:
@@ -116,6 +118,42 @@ class ContainerStats:
     cpu_seconds: float  # CPU time the container used since it started
     memory: int  # bytes in use, page cache not counted
     memory_limit: int | None = None
+
+
+NODE_READY = "ready"
+NODE_DOWN = "down"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One machine jobs can run on, as the engine reports it: a Swarm node, or this machine on a single engine."""
+
+    id: str
+    hostname: str
+    state: str = NODE_READY  # ready | down | unknown | disconnected (Swarm's node states)
+    availability: str = "active"  # active | pause | drain
+    role: str = "manager"  # manager | worker
+    labels: dict[str, str] = field(default_factory=dict)  # node labels (docker node update --label-add)
+    engine_labels: dict[str, str] = field(default_factory=dict)  # the daemon's own labels (dockerd --label)
+    cpus: float = 0.0
+    memory: int = 0  # bytes
+    gpus: tuple[str, ...] = ()  # GPU ids the node advertises (Swarm: its generic resources of the GPU kind)
+    os: str = "linux"
+    arch: str = ""
+    address: str = ""
+    message: str = ""  # Swarm's word on its state ("heartbeat failure")
+    leader: bool = False
+    engine_version: str = ""
+    changed_at: datetime | None = None  # when the engine last changed the node's record (its state, say)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == NODE_READY
+
+    @property
+    def schedulable(self) -> bool:
+        """Ready and active: new jobs may go there."""
+        return self.ready and self.availability == "active"
 
 
 @dataclass(frozen=True)
@@ -153,6 +191,10 @@ class Runtime(Protocol):
 
     def stats(self, name: str) -> ContainerStats | None:
         """One resource sample of a running container, or None when it is gone."""
+        ...
+
+    def nodes(self) -> Sequence[NodeInfo]:
+        """The machines jobs can run on: Swarm's nodes, or this machine alone on a single engine."""
         ...
 
 

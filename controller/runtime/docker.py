@@ -4,7 +4,7 @@ start-up host-path check in hostpaths.py reads the engine's view of our own cont
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from docker.types import DeviceRequest
 from docker.types import Mount as DockerMount
 
 from .. import metrics
+from ..constraints import mismatches
 from ..jobsecurity import NO_NEW_PRIVILEGES
 from .base import (
     LABEL_ATTEMPT,
@@ -30,6 +31,7 @@ from .base import (
     EngineEvent,
     ImageMissing,
     NameConflict,
+    NodeInfo,
     RuntimeUnavailable,
     parse_engine_time,
 )
@@ -87,6 +89,7 @@ class DockerRuntime:
         kwargs: dict[str, Any] = {"timeout": timeout}
         self._client = docker.DockerClient(base_url=base_url, **kwargs) if base_url else docker.from_env(**kwargs)
         self._api = self._client.api
+        self._this_node: NodeInfo | None = None
 
     def _call(self, fn, *args, **kwargs):
         try:
@@ -162,7 +165,38 @@ class DockerRuntime:
             raise RuntimeUnavailable(f"inspect image {image}: {err.explanation or err}") from err
         return f"could not pull {image} ({reason}); using the local image"
 
+    def nodes(self) -> Sequence[NodeInfo]:
+        """This machine, the one node a single engine has."""
+        info = self._call(self._api.info)
+        labels = dict(label.split("=", 1) if "=" in label else (label, "") for label in info.get("Labels") or [])
+        node = NodeInfo(
+            id=info.get("ID") or "local",
+            hostname=info.get("Name") or "local",
+            engine_labels=labels,
+            cpus=float(info.get("NCPU") or 0),
+            memory=int(info.get("MemTotal") or 0),
+            os=info.get("OSType") or "linux",
+            arch=info.get("Architecture") or "",
+            leader=True,
+            engine_version=info.get("ServerVersion") or "",
+        )
+        self._this_node = node
+        return [node]
+
+    def _check_placement(self, req: ContainerRequest) -> None:
+        """A single engine runs jobs here only: constraints that do not hold on this machine refuse the job."""
+        if not req.placement:
+            return
+        node = self._this_node or self.nodes()[0]
+        unmet = mismatches(node, req.placement)
+        if unmet:
+            raise CreateRejected(
+                f"placement {', '.join(unmet)} does not hold on this machine ({node.hostname}); the docker runtime "
+                "runs jobs on its own engine only (use the swarm runtime to place jobs on other nodes)"
+            )
+
     def create_and_start(self, req: ContainerRequest) -> ContainerInfo:
+        self._check_placement(req)
         host_config = self._api.create_host_config(
             mounts=[
                 DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only) for m in req.mounts
