@@ -43,7 +43,8 @@ from .workqueue import WorkQueue
 log = structlog.get_logger("opeva.loop")
 
 HEARTBEAT_SECONDS = 5.0
-NODE_POLL_SECONDS = 2.0  # how often the nodes are listed (a lost node is noticed within this of its settle time)
+NODE_POLL_SECONDS = 2.0  # Swarm: how often the nodes are listed (a lost node is noticed this soon after its settle)
+LOCAL_NODE_POLL_SECONDS = 30.0  # one engine: its node changes only in its labels
 FOLDER_RESCAN_EVERY = 3  # with a working folder watch, every 3rd resync (30 s by default) rescans the folder too
 SCAN_DEBOUNCE = 0.02
 FULL_RESYNC_EVERY = 30  # every Nth resync enqueues every job, settled or not
@@ -325,7 +326,8 @@ class Controller:
             self.queue.add(job)
 
     def _nodes_loop(self) -> None:
-        while not self._stop.wait(NODE_POLL_SECONDS):
+        interval = NODE_POLL_SECONDS if self.nodes.kind == "swarm" else LOCAL_NODE_POLL_SECONDS
+        while not self._stop.wait(interval):
             self._guarded("node_refresh_failed", self.refresh_nodes)
 
     def _engine_down(self, error: str) -> None:

@@ -23,6 +23,7 @@ from controller.runtime.base import (
     EngineEvent,
     ImageMissing,
     NameConflict,
+    NodeInfo,
     RuntimeUnavailable,
 )
 
@@ -125,3 +126,6 @@ class FakeRuntime:
 
     def logs(self, name: str, since: float | None) -> Iterator[bytes]:
         yield from list(self.output_of.get(name, []))
+
+    def nodes(self) -> list[NodeInfo]:
+        return [NodeInfo(id="fake", hostname="fake", cpus=4.0, memory=2**32)]
