@@ -44,16 +44,19 @@ def node_label(n: NodeInfo) -> str:
 def lost_nodes(
     nodes: Iterable[NodeInfo], down_since: Mapping[str, datetime], now: datetime, settle: float
 ) -> dict[str, str]:
-    """Nodes whose attempts are given up (node id -> why): drained ones at once (Swarm moves their tasks; the
-    controller runs the job again itself), down ones once they have been down for `settle` seconds."""
+    """Nodes whose attempts are given up without them (node id -> why): down for `settle` seconds or more."""
     out = {}
     for n in nodes:
-        if n.availability == "drain":
-            out[n.id] = f"node {node_label(n)} was drained"
-        elif not n.ready and n.id in down_since and (now - down_since[n.id]).total_seconds() >= settle:
+        if not n.ready and n.id in down_since and (now - down_since[n.id]).total_seconds() >= settle:
             said = f": {n.message}" if n.message else ""
             out[n.id] = f"node {node_label(n)} has been {n.state} since {iso(down_since[n.id])}{said}"
     return out
+
+
+def drained_nodes(nodes: Iterable[NodeInfo]) -> dict[str, str]:
+    """Nodes drained by an operator (node id -> why). Swarm moves no job task off them (20.10): the controller stops
+    the attempt there and runs the job again elsewhere."""
+    return {n.id: f"node {node_label(n)} was drained" for n in nodes if n.availability == "drain" and n.ready}
 
 
 def node_names(nodes: list[NodeInfo]) -> dict[str, str]:
@@ -72,6 +75,7 @@ class NodeState:
     nodes: list[NodeInfo] = field(default_factory=list)
     down_since: dict[str, datetime] = field(default_factory=dict)
     lost: dict[str, str] = field(default_factory=dict)
+    drained: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # node id -> why the data-folder probe failed
     probed: dict[str, datetime] = field(default_factory=dict)  # node id -> when it was last probed
 
@@ -115,7 +119,7 @@ def node_rows(state: NodeState, containers: Iterable[ContainerInfo], runtime: st
                 "gpus": list(n.gpus),
                 "engineVersion": n.engine_version,
                 "downSince": iso(state.down_since.get(n.id)),
-                "lost": state.lost.get(n.id),
+                "lost": state.lost.get(n.id) or state.drained.get(n.id),
                 "schedulable": n.schedulable and n.id not in state.refused,
                 "conditions": conditions,
                 "jobs": sorted(jobs.get(n.id, [])),
@@ -153,12 +157,15 @@ class NodeWatch:
     def lost(self) -> dict[str, str]:
         return self._state.lost
 
+    def drained(self) -> dict[str, str]:
+        return self._state.drained
+
     def exclusions(self) -> tuple[str, ...]:
         """Constraints keeping jobs off the nodes the probe refused."""
         return tuple(exclude_node(node) for node in sorted(self._state.refused))
 
     def refresh(self, now: datetime | None = None) -> tuple[set[str], Capacity | None]:
-        """List the nodes again: the nodes newly lost, and the capacity when it is to be replaced (else None).
+        """List the nodes again: the nodes newly lost or drained, and the capacity when it is to be replaced (else None).
         An engine that does not answer changes nothing (its outage is the loop's business)."""
         now = now or utcnow()
         try:
@@ -176,6 +183,7 @@ class NodeWatch:
                 nodes=nodes,
                 down_since=down_since,
                 lost=lost_nodes(nodes, down_since, now, self.settle),
+                drained=drained_nodes(nodes),
                 refused={k: v for k, v in old.refused.items() if any(n.id == k for n in nodes)},
                 probed={k: v for k, v in old.probed.items() if any(n.id == k for n in nodes)},
             )
@@ -188,7 +196,7 @@ class NodeWatch:
             if node not in state.lost and any(n.id == node for n in nodes):
                 log.info("node_back", node=node)
         capacity = self.capacity_of(nodes, set(state.refused)) if self.capacity_of is not None else None
-        return set(state.lost) - set(old.lost), capacity
+        return (set(state.lost) - set(old.lost)) | (set(state.drained) - set(old.drained)), capacity
 
     def _probe(self, state: NodeState, now: datetime) -> None:
         """Ready nodes never checked, and refused ones again after a while, run the data-folder probe."""

@@ -68,6 +68,7 @@ class Reconciler:
             daemon_started_at=self.host.daemon_started_at,
             outages=self.host.outages_until(now),
             lost_nodes=self.nodes.lost() if self.nodes is not None else {},
+            drained_nodes=self.nodes.drained() if self.nodes is not None else {},
         )
 
     def observe(self, name: str, recorded: JobStatus | None) -> Observed:

@@ -64,6 +64,10 @@ def record_exit(d: Draft, c: ContainerInfo, m: JobManifest) -> None:
         "Exited",
         f"container {c.name} exited with code {c.exit_code}" + (" (out of memory)" if c.oom_killed else ""),
     )
+    if intent is not None and intent.reason == "NodeDrained":
+        d.record_history(c, "Interrupted", "NodeDrained")
+        interruptions.interrupted(d, m, "its node was drained; the job runs again on another node")
+        return
     if intent is not None and intent.reason != "ProgressStalled":
         d.record_history(c, "Stopped", intent.reason)
         if intent.reason == "Suspended":

@@ -93,7 +93,7 @@ def valid_spec(d: Draft, m: JobManifest) -> None:
 
     if c is not None and c.running:
         attempts.started(d, c)
-        if not stopping.requested(d, c):
+        if not stopping.requested(d, c) and not interruptions.leave_drained_node(d, c):
             deadlines.check_progress(d, m, c)
     elif c is not None and c.state == "created":
         d.actions.append(Start(c.name))

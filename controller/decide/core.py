@@ -60,9 +60,10 @@ class Facts:
     keep_finished_containers: bool = False
     ttl_succeeded: float | None = None  # seconds after finishing before a spec-less record is collected
     ttl_failed: float | None = None
-    # nodes whose attempts are lost: down for longer than the settle time, or drained (node id -> why); an attempt
-    # there is interrupted and runs again elsewhere (controller/nodes.py)
+    # nodes whose attempts are given up (node id -> why), see controller/nodes.py: lost ones (down for longer than the
+    # settle time) have their attempt removed at once; drained ones have it stopped; either runs again elsewhere
     lost_nodes: Mapping[str, str] = field(default_factory=dict)
+    drained_nodes: Mapping[str, str] = field(default_factory=dict)
 
 
 # ---- outputs --------------------------------------------------------------------------------------------------

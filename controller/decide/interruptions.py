@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..policy import interruption_cause
 from ..runtime.base import ContainerInfo
 from ..spec import JobManifest
+from . import stopping
 from .core import Draft, Remove, current_attempt, is_live
 
 SIGNAL_SETTLE = 20.0  # seconds a signal death waits before it is taken for the job's own failure
@@ -34,6 +35,18 @@ def signal_settle_left(d: Draft, c: ContainerInfo) -> float:
 def node_lost(d: Draft, c: ContainerInfo) -> str | None:
     """Why the node `c` runs on is lost (down past the settle time, drained), or None."""
     return d.facts.lost_nodes.get(c.node) if c.node else None
+
+
+def leave_drained_node(d: Draft, c: ContainerInfo) -> bool:
+    """A running attempt on a drained node is stopped (Swarm does not move a job's task); its exit is then recorded
+    as an interruption and the job runs again elsewhere. The node answers, so the next attempt waits for this one to
+    end: never two at once. True when the stop is asked for."""
+    why = d.facts.drained_nodes.get(c.node) if c.node else None
+    if why is None:
+        return False
+    d.event("NodeDrained", f"container {c.name}: {why}; stopping it to run the job elsewhere", warning=True)
+    stopping.request(d, c, "NodeDrained")
+    return True
 
 
 def record_node_lost(d: Draft, c: ContainerInfo, m: JobManifest, why: str) -> None:

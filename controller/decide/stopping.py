@@ -16,6 +16,7 @@ WHY = {
     "Suspended": "spec.suspend is true",
     "ProgressStalled": "progress stalled",
     "DeadlineExceeded": "activeDeadlineSeconds passed",
+    "NodeDrained": "its node was drained",
 }
 
 

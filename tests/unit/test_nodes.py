@@ -15,12 +15,12 @@ from controller.capacity import Capacity, cluster_capacity
 from controller.constraints import node_matches, parse_constraint
 from controller.containerspec import Placement, container_request
 from controller.decide import Create, Remove
-from controller.nodes import NodeState, NodeWatch, lost_nodes, node_names, node_rows
+from controller.nodes import NodeState, NodeWatch, drained_nodes, lost_nodes, node_names, node_rows
 from controller.runtime.base import NodeInfo, RuntimeUnavailable
 from controller.scheduler import PendingJob, Request, schedule
 from controller.spec import SpecError, parse_document
 
-from .factories import at, container, creates, doc, manifest, name_of, removes, running_job
+from .factories import at, container, creates, doc, exited, manifest, name_of, removes, running_job, stops
 
 GiB = 2**30
 
@@ -123,12 +123,13 @@ def test_a_job_bigger_than_the_ready_nodes_waits_while_a_node_is_down():
 
 
 # ---- lost nodes -----------------------------------------------------------------------------------------------
-def test_a_down_node_is_lost_only_after_the_settle_time_and_a_drained_one_at_once():
+def test_a_down_node_is_lost_only_after_the_settle_time_and_a_drained_one_is_drained_at_once():
     nodes = [node("a", state="down", message="heartbeat failure"), node("b", availability="drain"), node("c")]
     since = {"a": at(0)}
-    assert set(lost_nodes(nodes, since, at(29), settle=30)) == {"b"}
+    assert lost_nodes(nodes, since, at(29), settle=30) == {}
     lost = lost_nodes(nodes, since, at(30), settle=30)
-    assert set(lost) == {"a", "b"} and "heartbeat failure" in lost["a"] and "drained" in lost["b"]
+    assert set(lost) == {"a"} and "heartbeat failure" in lost["a"]
+    assert set(drained_nodes(nodes)) == {"b"} and "drained" in drained_nodes(nodes)["b"]
 
 
 class ListedNodes:
@@ -246,6 +247,20 @@ def test_the_lost_task_waiting_for_capacity_is_not_running():
     again = propose(desired_for(M), Observed(containers=(on(c),)), d.status, facts(at(61), lost_nodes=lost))
     d2 = again.admit(Admission("Waiting", "InsufficientCPU", "full", 1, 1))
     assert removes(d2) == [Remove(c.name)] and d2.status.phase == "Pending"
+
+
+def test_an_attempt_on_a_drained_node_is_stopped_then_recorded_as_interrupted_and_run_again():
+    job, c = running_job(M)
+    drained = {"n2": "node vm (n2) was drained"}
+    d = job.step(on(c), now=at(60), drained_nodes=drained)
+    assert [s.container for s in stops(d)] == [c.name] and creates(d) == []  # the node answers: it stops first
+    assert d.status.stopping.reason == "NodeDrained" and "NodeDrained" in [e.reason for e in d.events]
+    d = job.step(on(c), now=at(61), drained_nodes=drained)
+    assert [s.container for s in stops(d)] == [c.name] and "NodeDrained" not in [e.reason for e in d.events]
+    d = job.step(on(exited(M, 1, 143, finished=at(62))), now=at(63), drained_nodes=drained)
+    h = d.status.history[-1]
+    assert (h.outcome, h.reason, h.counted, d.status.failures) == ("Interrupted", "NodeDrained", False, 0)
+    assert creates(d) == [Create(name_of(M, 2), 2)]
 
 
 # ---- target_host ----------------------------------------------------------------------------------------------
