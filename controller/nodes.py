@@ -165,8 +165,8 @@ class NodeWatch:
         return tuple(exclude_node(node) for node in sorted(self._state.refused))
 
     def refresh(self, now: datetime | None = None) -> tuple[set[str], Capacity | None]:
-        """List the nodes again: the nodes newly lost or drained, and the capacity when it is to be replaced (else None).
-        An engine that does not answer changes nothing (its outage is the loop's business)."""
+        """List the nodes again: the nodes newly lost or drained, and the capacity when it is to be replaced (else
+        None). An engine that does not answer changes nothing (its outage is the loop's business)."""
         now = now or utcnow()
         try:
             nodes = list(self.runtime.nodes())
