@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from controller.spec import MAX_NAME
+from controller.spec import ENV_NAME_RE, MAX_NAME
 from controller.status import iso, utcnow
 from controller.store import DataStore, atomic_write_bytes
 
@@ -31,7 +31,6 @@ CONTAINER_DATA = "/data"
 DEFAULT_SIMULATOR_IMAGE = "calof/opeva_simulator"
 SEED_STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL when a simulation is stopped, as the old backend gave
 ANNOTATION_PREFIX = "opeva/"
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PROFILES = ("auto", "gpu", "cpu")
 
@@ -133,7 +132,7 @@ def env_from_extras(extra: dict[str, Any]) -> dict[str, str]:
     env: dict[str, str] = {}
     for key, value in extra.items():
         var = key.upper()
-        if not _ENV_RE.match(var):
+        if not ENV_NAME_RE.match(var):
             raise InvalidInput(f"parameter {key!r} cannot be an environment variable name (letters, digits, '_')")
         if value is None:
             continue

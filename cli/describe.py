@@ -108,6 +108,8 @@ def describe_cmd(client: ApiClient, name: str, n_events: int) -> None:
             kv("Args", _argv(m.args))
         if m.env:
             kv("Env", ", ".join(f"{k}={m.env[k]}" for k in sorted(m.env)))
+        if m.secretEnv:  # the files' names; their values never leave the controller
+            kv("Secret env", ", ".join(f"{k} from secret {m.secretEnv[k]}" for k in sorted(m.secretEnv)))
         if m.configFile:
             kv("Config file", m.configFile)
         res = m.resources

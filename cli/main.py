@@ -38,6 +38,7 @@ CONTROLLER_SETTINGS = (
     "queues",
     "mlflow_uri",
     "job_user",
+    "secrets_dir",
     "networks_allowed",
     "allow_host_network",
 )
@@ -162,7 +163,10 @@ def run(no_api: bool, **flags: Any) -> None:
         hooks = build_hooks(store, runtime, settings.mlflow_uri)
     except TrackingConfigError as err:
         raise click.ClickException(str(err)) from None
-    controller = build_controller(settings, runtime, hooks=hooks, provenance=git.provenance if git else None)
+    try:
+        controller = build_controller(settings, runtime, hooks=hooks, provenance=git.provenance if git else None)
+    except SettingsError as err:
+        raise click.ClickException(str(err)) from None
     if git is not None:
         git.running, git.current, git.on_applied = controller.running_jobs, controller.specs.names, controller.rescan
     try:

@@ -17,6 +17,7 @@ from .containerspec import Placement, container_request, created_info
 from .decide import Action, Collect, Create, Desired, Remove, Start, Stop, fail_attempt_start
 from .faults import crash_point
 from .hooks import AttemptHooks, call_hook
+from .jobsecrets import SecretsFolder
 from .logcapture import LogCapture
 from .recording import Recorder
 from .runtime.base import CreateRejected, ImageMissing, NameConflict, Runtime
@@ -37,6 +38,7 @@ class Actions:
         statuses: StatusCache,
         recorder: Recorder,
         hooks: AttemptHooks,
+        secrets: SecretsFolder,
         placement: Placement,
         artifacts: str,
         archive_retention_days: float | None,
@@ -52,6 +54,7 @@ class Actions:
         self.statuses = statuses
         self.recorder = recorder
         self.hooks = hooks
+        self.secrets = secrets
         self.placement = placement
         self.artifacts = artifacts
         self.archive_retention_days = archive_retention_days
@@ -91,11 +94,15 @@ class Actions:
         assert m is not None
         self.store.ensure_job_dirs(m.name)
         self.store.ensure_records(m.name)  # mounted read-only into the container, so they must exist
+        self.secrets.ensure()  # hidden from the job: must exist to be covered
         try:
+            secret_env = self.secrets.environment(m.spec.secretEnv)  # first: a job that cannot start opens no run
             if m.spec.pull_policy == "Always":
                 self.pull(m.name, m.spec.image, action.attempt)
             extra_env = call_hook(self.hooks.before_start, m, status, action.attempt, action.container) or {}
-            request = container_request(m, action, self.placement, extra_env, status.source, self.exclusions())
+            request = container_request(
+                m, action, self.placement, extra_env, status.source, self.exclusions(), secret_env=secret_env
+            )
             info = self.runtime.create_and_start(request)
         except NameConflict:
             self.refresh(action.container)  # created by an earlier try: adopt it
@@ -151,7 +158,7 @@ class Actions:
 
     def start_failed(self, status: JobStatus, container: str, err: Exception) -> None:
         """The engine refused the attempt (no image, a bad definition, an entrypoint that does not exist)."""
-        reason = "ImageNotFound" if isinstance(err, ImageMissing) else "CreateFailed"
+        reason = err.reason if isinstance(err, CreateRejected) else "ImageNotFound"
         self.recorder.save(status, fail_attempt_start(status, reason, str(err), utcnow()))
         self._remove_unstarted(container)
         if self.capacity is not None:

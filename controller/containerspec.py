@@ -38,7 +38,9 @@ PROTECTED_RECORDS = ("events.jsonl",)
 ANNOTATION_JOB_NAME = (
     "opeva/job-name"  # the human name /run-simulation records (OPEVA_JOB_NAME, as the old workers set)
 )
-GUARDED = (".opeva", "jobs", "archive")  # read-only even when a job gets the shared folder writable
+STATE_DIR = ".opeva"  # the controller's state (and a git source's checkouts): never seen by a job
+GUARDED = (STATE_DIR, "jobs", "archive")  # read-only even when a job gets the shared folder writable
+EMPTY_DIR = f"{STATE_DIR}/empty"  # an empty folder, mounted read-only over every folder a job must not see
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,15 @@ class Placement:
     host_data: Path
     default_network: str | None = None
     guarded: tuple[str, ...] = GUARDED
+    # folders (relative to the data folder) hidden from every job: the controller's state and the secrets folder
+    hidden: tuple[str, ...] = (STATE_DIR,)
+    specs: str | None = None  # the specs folder, when it is a folder of the data folder: hidden unless mountSpecs
     job_user: str | None = None  # --job-user: every job runs as this user unless its spec names one
     networks_allowed: tuple[str, ...] = ()  # besides none, bridge and the default (jobsecurity.network_refusal)
     allow_host_network: bool = False
 
 
-def data_mounts(where: Placement, name: str, shared_writable: bool) -> tuple[Mount, ...]:
+def data_mounts(where: Placement, name: str, shared_writable: bool, show_specs: bool = False) -> tuple[Mount, ...]:
     """The data folder as a job sees it at /data.
 
     Read-only, except its own folder /data/jobs/NAME, writable as a whole (the OPEVA simulator creates bundle/,
@@ -67,12 +72,17 @@ def data_mounts(where: Placement, name: str, shared_writable: bool) -> tuple[Mou
     history (events.jsonl) is mounted read-only over it; its status is kept outside the folder (see
     DataStore.status_path): nothing the job writes changes what the controller decides. With `shared_writable` the
     whole folder is writable, as the old workers mounted it, except what `where.guarded` names.
+
+    What a job must not read is covered by an empty read-only folder: the controller's state, the secrets folder
+    and, unless `show_specs`, the specs folder (specs may name other jobs' secrets and settings).
     """
     job = f"/data/jobs/{name}"
     host_job = where.host_data / JOBS_DIR / name
+    hidden = [*where.hidden, *([where.specs] if where.specs and not show_specs else [])]
     mounts = [Mount(str(where.host_data), "/data", not shared_writable)]
     if shared_writable:
-        mounts += [Mount(str(where.host_data / d), f"/data/{d}", True) for d in where.guarded]
+        mounts += [Mount(str(where.host_data / d), f"/data/{d}", True) for d in where.guarded if d not in hidden]
+    mounts += [Mount(str(where.host_data / EMPTY_DIR), f"/data/{d}", True) for d in hidden]
     mounts.append(Mount(str(host_job), job, False))
     mounts += [Mount(str(host_job / sub), f"{job}/{sub}", False) for sub in JOB_SUBDIRS]
     mounts += [Mount(str(host_job / rec), f"{job}/{rec}", True) for rec in PROTECTED_RECORDS]
@@ -86,10 +96,12 @@ def container_request(
     extra_env: dict[str, str] | None = None,
     source: dict[str, str] | None = None,
     exclusions: tuple[str, ...] = (),
+    secret_env: dict[str, str] | None = None,
 ) -> ContainerRequest:
     """`source`: the run's provenance (git), kept on the container so each attempt's record says where it came from.
     `exclusions`: constraints keeping every job off nodes the controller refuses (one that does not see the data
-    folder), after the spec's own."""
+    folder), after the spec's own. `secret_env`: the values of `spec.secretEnv`, read by the caller (jobsecrets.py);
+    they go into the container's environment and nowhere else."""
     spec = m.spec
     name = m.name
     generation = m.generation
@@ -113,6 +125,7 @@ def container_request(
     job_dir = f"/data/jobs/{name}"
     env = {
         **spec.env,
+        **(secret_env or {}),
         **(extra_env or {}),
         "OPEVA_JOB_ID": name,
         "OPEVA_JOB_NAME": m.metadata.annotations.get(ANNOTATION_JOB_NAME) or name,
@@ -125,7 +138,12 @@ def container_request(
     refused = network_refusal(network, where.default_network, where.networks_allowed, where.allow_host_network)
     if refused:
         raise CreateRejected(refused)  # the job fails with this message; nothing is created
-    mounts = data_mounts(where, name, spec.sharedData == "ReadWrite")
+    if spec.mountSpecs and where.specs is None:
+        raise CreateRejected(
+            "spec.mountSpecs: the specs folder is not a folder of the data folder (it is a git checkout or lies "
+            "elsewhere), so it cannot be shown to the job"
+        )
+    mounts = data_mounts(where, name, spec.sharedData == "ReadWrite", spec.mountSpecs)
     return ContainerRequest(
         name=action.container,
         image=spec.image,

@@ -145,6 +145,12 @@ class Settings(ApiTokenSetting):
     specs_dir: Path | None = setting(
         None, "OPEVA_SPECS", "Specs folder (default DATA/specs), e.g. a git checkout.", "--specs"
     )
+    secrets_dir: Path | None = setting(
+        None,
+        "OPEVA_SECRETS_DIR",
+        "Folder of the files spec.secretEnv names (default DATA/secrets); never shown to jobs or served.",
+        "--secrets-dir",
+    )
     host_data_dir: Path | None = setting(
         None,
         "OPEVA_HOST_DATA",

@@ -49,6 +49,8 @@ LATER_FIELD_DEFAULTS = {
     "capabilities": None,
     "user": None,
     "placement": None,
+    "secretEnv": {},
+    "mountSpecs": False,
 }
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$")
 # Kubernetes quantities (K/M/G/T decimal, Ki/Mi/Gi/Ti binary) and Docker's (b, k/m/g/t and kb/mb/gb/tb, binary).
@@ -74,6 +76,9 @@ _MEMORY_UNITS = {
 }
 
 DnsName = Annotated[str, StringConstraints(max_length=MAX_NAME, pattern=NAME_RE.pattern)]
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# a file directly in the secrets folder: a plain name, never a path, never hidden (controller/jobsecrets.py)
+SecretName = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 class _Strict(BaseModel):
@@ -193,6 +198,9 @@ class JobSpec(_Strict):
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # environment variables whose values are read from files in the secrets folder when an attempt starts (never
+    # written into the spec, status, job_info, events or logs): {MLFLOW_TRACKING_TOKEN: mlflow-token}
+    secretEnv: dict[str, SecretName] = Field(default_factory=dict)
     workingDir: str | None = None
     configFile: str | None = None
     resources: Resources = Field(default_factory=Resources)
@@ -224,14 +232,22 @@ class JobSpec(_Strict):
         None
     )
     placement: PlacementSpec | None = None
+    mountSpecs: bool = False  # true: the specs folder is visible (read-only) in the job's /data; hidden by default
 
-    @field_validator("env")
+    @field_validator("env", "secretEnv")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+        bad = [k for k in env if not ENV_NAME_RE.match(k)]
         if bad:
             raise ValueError(f"invalid environment variable names: {', '.join(bad)}")
         return env
+
+    @model_validator(mode="after")
+    def _one_source_per_variable(self) -> JobSpec:
+        both = sorted(set(self.env) & set(self.secretEnv))
+        if both:
+            raise ValueError(f"set in both env and secretEnv: {', '.join(both)}; a variable has one source")
+        return self
 
     @field_validator("runId")
     @classmethod

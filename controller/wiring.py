@@ -9,10 +9,12 @@ from .actions import Actions
 from .capacity import Capacity, cluster_capacity, machine_capacity
 from .capacityglue import CapacityGlue
 from .containercache import ContainerCache
-from .containerspec import GUARDED, Placement
+from .containerspec import EMPTY_DIR, GUARDED, STATE_DIR, Placement
 from .decide import Facts
 from .hooks import AttemptHooks, NoHooks
 from .hostfacts import HostFacts
+from .jobpaths import JOBS_DIR
+from .jobsecrets import SECRETS_DIR, SecretsFolder
 from .logcapture import LogCapture
 from .loop import Controller
 from .nodes import NodeWatch
@@ -21,11 +23,11 @@ from .recording import Recorder
 from .runtime.base import Runtime
 from .sampler import Sampler
 from .scheduler import Scheduler
-from .settings import Settings
+from .settings import Settings, SettingsError, env_name
 from .specsource import SETTLE_SECONDS, SpecSource
 from .status import utcnow
 from .statuscache import StatusCache
-from .store import DataStore
+from .store import DataStore, ensure_dirs
 from .workqueue import WorkQueue
 
 
@@ -66,6 +68,9 @@ def build_controller(
     host = HostFacts.of_this_host()
     recorder = Recorder(store, statuses, hooks)
     capacity = CapacityGlue(scheduler, cache, specs, queue.add_after)
+    secrets = SecretsFolder(settings.secrets_dir or store.root / SECRETS_DIR)
+    secrets.ensure()
+    hidden, shown_specs = job_view(store, secrets.path)
     actions = Actions(
         store=store,
         runtime=runtime,
@@ -74,11 +79,14 @@ def build_controller(
         statuses=statuses,
         recorder=recorder,
         hooks=hooks,
+        secrets=secrets,
         placement=Placement(
             instance,
             Path(settings.host_data_dir or store.root),
             settings.default_network,
             guarded_paths(store),
+            hidden=hidden,
+            specs=shown_specs,
             job_user=settings.job_user,
             networks_allowed=settings.networks_allowed,
             allow_host_network=settings.allow_host_network,
@@ -165,3 +173,30 @@ def guarded_paths(store: DataStore) -> tuple[str, ...]:
     if (store.root / "job_track.json").is_file():
         guarded.append("job_track.json")
     return tuple(guarded)
+
+
+RESERVED_TOP = (STATE_DIR, JOBS_DIR, "archive", "configs", "datasets")  # served by the API or read by the jobs
+
+
+def job_view(store: DataStore, secrets: Path) -> tuple[tuple[str, ...], str | None]:
+    """What no job sees of the data folder (the controller's state, the secrets folder when it lies inside), and the
+    specs folder when it is a folder of the data folder a spec may show (spec.mountSpecs). SettingsError for a
+    secrets folder a job or the API could reach."""
+    root, specs_dir, secrets_dir = store.root.resolve(), store.specs_dir.resolve(), secrets.resolve()
+    where = f"{env_name(Settings, 'secrets_dir')}={secrets}"
+    if secrets_dir.is_relative_to(specs_dir) or specs_dir.is_relative_to(secrets_dir):
+        raise SettingsError(f"{where}: the secrets folder and the specs folder must not contain each other")
+    ensure_dirs(store.root, store.root / EMPTY_DIR)  # mounted over what a job must not see
+    hidden = [STATE_DIR]
+    if secrets_dir.is_relative_to(root):
+        rel = secrets_dir.relative_to(root).parts
+        if rel[:1] != (STATE_DIR,):
+            if len(rel) != 1 or rel[0] in RESERVED_TOP:
+                raise SettingsError(
+                    f"{where}: inside the data folder, the secrets folder must be a folder of its own at its top "
+                    f"(like DATA/{SECRETS_DIR}), not the data folder or one of {', '.join(RESERVED_TOP)}"
+                )
+            hidden.append(rel[0])
+    specs = specs_dir.relative_to(root).parts if specs_dir.is_relative_to(root) else ()
+    shown = "/".join(specs) if specs and specs[0] != STATE_DIR else None  # a git checkout stays under .opeva
+    return tuple(hidden), shown

@@ -41,6 +41,8 @@ class NameConflict(EngineError):
 class CreateRejected(EngineError):
     """The engine refused the container definition (bad network, bad mount, bad option)."""
 
+    reason = "CreateFailed"  # the failed attempt's reason
+
 
 @dataclass(frozen=True)
 class Mount:

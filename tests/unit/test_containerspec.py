@@ -61,6 +61,7 @@ def test_labels(spec, present, absent):
 def test_mounts_give_the_data_folder_read_only_and_the_job_folder_writable():
     assert request().mounts == (
         Mount("/srv/opeva", "/data", True),
+        Mount("/srv/opeva/.opeva/empty", "/data/.opeva", True),
         Mount("/srv/opeva/jobs/train", "/data/jobs/train", False),
         Mount("/srv/opeva/jobs/train/progress", "/data/jobs/train/progress", False),
         Mount("/srv/opeva/jobs/train/results", "/data/jobs/train/results", False),
@@ -74,10 +75,43 @@ def test_a_writable_shared_folder_keeps_the_controllers_state_and_other_jobs_rea
     where = Placement("a1b2c3", Path("/srv/opeva"), guarded=(".opeva", "jobs", "archive", "specs", "job_track.json"))
     mounts = request(where=where, sharedData="ReadWrite").mounts
     assert mounts[0] == Mount("/srv/opeva", "/data", False)
-    for guarded in (".opeva", "jobs", "archive", "specs", "job_track.json"):
+    for guarded in ("jobs", "archive", "specs", "job_track.json"):
         assert Mount(f"/srv/opeva/{guarded}", f"/data/{guarded}", True) in mounts
+    assert Mount("/srv/opeva/.opeva/empty", "/data/.opeva", True) in mounts  # hidden, not merely read-only
+    assert len({m.target for m in mounts}) == len(mounts)  # one mount per place
     assert Mount("/srv/opeva/jobs/train", "/data/jobs/train", False) in mounts
     assert Mount("/srv/opeva/jobs/train/events.jsonl", "/data/jobs/train/events.jsonl", True) in mounts
+
+
+LAB = Placement("a1b2c3", Path("/srv/opeva"), hidden=(".opeva", "secrets"), specs="specs")
+
+
+@pytest.mark.parametrize(
+    ("spec", "hidden", "visible"),
+    [
+        ({}, {".opeva", "secrets", "specs"}, set()),
+        ({"sharedData": "ReadWrite"}, {".opeva", "secrets", "specs"}, set()),
+        ({"mountSpecs": True}, {".opeva", "secrets"}, {"specs"}),
+    ],
+)
+def test_the_state_the_secrets_and_the_specs_are_hidden_unless_a_spec_shows_its_specs(spec, hidden, visible):
+    mounts = request(where=LAB, **spec).mounts
+    covered = {m.target.removeprefix("/data/") for m in mounts if m.source == "/srv/opeva/.opeva/empty"}
+    assert covered == hidden and all(m.read_only for m in mounts if m.source == "/srv/opeva/.opeva/empty")
+    assert not visible & covered
+    assert len({m.target for m in mounts}) == len(mounts)
+
+
+def test_specs_that_are_no_folder_of_the_data_folder_cannot_be_shown():
+    with pytest.raises(CreateRejected, match="spec.mountSpecs"):
+        request(mountSpecs=True)  # WHERE knows no specs folder inside the data folder (a git checkout, --specs)
+
+
+def test_secret_values_go_into_the_environment_only():
+    m = manifest("train", secretEnv={"TOKEN": "api-token"}, env={"A": "1"})
+    req = container_request(m, CREATE, WHERE, {"MLFLOW_RUN_ID": "r1"}, secret_env={"TOKEN": "s3cr3t-value"})
+    assert req.env["TOKEN"] == "s3cr3t-value" and req.env["A"] == "1" and req.env["MLFLOW_RUN_ID"] == "r1"
+    assert "s3cr3t-value" not in repr(dataclasses.replace(req, env={}))  # not in labels, mounts or arguments
 
 
 def test_job_name_and_pull_policy():

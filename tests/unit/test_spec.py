@@ -69,6 +69,16 @@ def test_unknown_field_is_rejected_by_name(document, field):
         ({"configFile": "../secrets.yaml"}, "spec.configFile"),
         ({"configFile": "/etc/passwd"}, "spec.configFile"),
         ({"env": {"1BAD": "x"}}, "spec.env"),
+        ({"secretEnv": {"1BAD": "token"}}, "spec.secretEnv"),
+        ({"secretEnv": {"TOKEN": "../specs/other.yaml"}}, "spec.secretEnv.TOKEN"),
+        ({"secretEnv": {"TOKEN": "team/token"}}, "spec.secretEnv.TOKEN"),
+        ({"secretEnv": {"TOKEN": ".hidden"}}, "spec.secretEnv.TOKEN"),
+        ({"secretEnv": {"TOKEN": ""}}, "spec.secretEnv.TOKEN"),
+        ({"secretEnv": {"TOKEN": 7}}, "spec.secretEnv.TOKEN"),
+        ({"mountSpecs": "yes"}, "spec.mountSpecs"),
+        ({"backoff": {"initialSeconds": 1e12}}, "spec.backoff.initialSeconds"),
+        ({"backoff": {"maxSeconds": 10**9}}, "spec.backoff.maxSeconds"),
+        ({"terminationGracePeriodSeconds": 10**9}, "spec.terminationGracePeriodSeconds"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -234,6 +244,8 @@ def test_generation_is_stable_across_yaml_and_json():
         {"failurePolicy": []},
         {"logCapture": True},
         {"init": True},
+        {"secretEnv": {}},
+        {"mountSpecs": False},
         {"resources": {"cpus": 1.5, "memory": "1Gi", "gpus": None}},
     ],
     ids=lambda d: next(iter(d)),
@@ -255,6 +267,18 @@ def test_generation_ignores_explicit_defaults(defaults):
 )
 def test_generation_ignores_control_fields(control):
     assert generation(**control) == generation()
+
+
+def test_a_variable_has_one_source():
+    message = rejection(doc(env={"TOKEN": "plain"}, secretEnv={"TOKEN": "token"}))
+    assert "set in both env and secretEnv: TOKEN" in message
+
+
+def test_secret_env_names_files_and_changes_the_generation_but_holds_no_value():
+    m = manifest(secretEnv={"MLFLOW_TRACKING_TOKEN": "mlflow-token"})
+    assert m.spec.secretEnv == {"MLFLOW_TRACKING_TOKEN": "mlflow-token"}
+    assert m.generation != manifest().generation  # a different file is a different definition
+    assert manifest(secretEnv={"MLFLOW_TRACKING_TOKEN": "other"}).generation != m.generation
 
 
 def test_generation_ignores_labels():
