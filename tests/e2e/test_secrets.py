@@ -26,7 +26,7 @@ echo "token:${API_TOKEN:+set}"
 for d in /data/secrets /data/specs /data/.opeva; do echo "listing $d: [$(ls -A "$d" 2>&1 | tr '\n' ' ')]"; done
 cat /data/secrets/api-token >/dev/null 2>&1 && echo READ-THE-SECRET
 touch /data/.opeva/planted 2>/dev/null && echo WROTE-THE-STATE
-grep -rl "secretEnv" /data 2>/dev/null | sed 's/^/names-it: /'
+grep -rl "secret""Env" /data 2>/dev/null | sed 's/^/names-it: /'
 ls /data/configs >/dev/null && echo SEES-CONFIGS
 echo probe-done
 """
