@@ -43,6 +43,11 @@ FROM ${BASE_IMAGE}
 ARG OPEVA_UID=10001
 ARG DOCKER_GID=999
 # The user, its own group, and membership of DOCKER_GID (created as group `docker` when the base has no such gid).
+# git, for a data folder that follows a repository (OPEVA_GIT_REPO); skipped when the base already has it.
+RUN if ! command -v git >/dev/null; then \
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git \
+      ca-certificates >/dev/null && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN groupadd --gid "${OPEVA_UID}" opeva \
  && if ! getent group "${DOCKER_GID}" >/dev/null; then groupadd --gid "${DOCKER_GID}" docker; fi \
  && useradd --uid "${OPEVA_UID}" --gid opeva --groups "${DOCKER_GID}" --create-home --shell /usr/sbin/nologin opeva \

@@ -32,7 +32,7 @@ root=$(mktemp -d /tmp/opeva-base.XXXXXX)
 log=$(mktemp /tmp/opeva-base-debootstrap.XXXXXX.log)
 trap 'rm -rf "$root"' EXIT
 echo "build-base-image: debootstrap bookworm into $root (log: $log)" >&2
-if ! debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+if ! debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates,git \
     bookworm "$root" "$mirror" >"$log" 2>&1; then
   tail -20 "$log" >&2
   echo "build-base-image: debootstrap failed; see $log" >&2

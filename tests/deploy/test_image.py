@@ -64,7 +64,8 @@ def test_image_is_lean_and_unprivileged(deploy_image):
         deploy_image,
         "-c",
         "id -u; for t in gcc cc make; do command -v $t; done; ls /opt/opeva/bin; "
-        "python3 -c 'import pytest' 2>/dev/null && echo has-pytest; python3 -c 'import mlflow' && echo mlflow",
+        "python3 -c 'import pytest' 2>/dev/null && echo has-pytest; python3 -c 'import mlflow' && echo mlflow; "
+        "git --version >/dev/null && echo has-git",
         check=False,
     )
     lines = probe.stdout.split()
@@ -73,6 +74,7 @@ def test_image_is_lean_and_unprivileged(deploy_image):
     # The venv holds the package and its runtime dependencies only: no installers, no test dependencies.
     assert not {"pip", "pip3", "easy_install"} & set(lines), probe.stdout
     assert "has-pytest" not in lines and "mlflow" in lines and "opeva" in lines, probe.stdout
+    assert "has-git" in lines, "a data folder that follows a git repository needs git in the image"
 
 
 def test_job_runs_and_is_recorded(controller, data):
