@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from controller.store import DataStore
 from controller.wiring import job_view
 
 VALUE = "tok-3f9a-not-for-logs"
+NOBODY = 65534
 
 
 @pytest.fixture
@@ -70,12 +73,42 @@ def test_a_link_a_fifo_or_a_big_file_is_never_read(folder, tmp_path):
     assert "not a regular file" in _refusal(folder, "dir")
 
 
-def test_an_unreadable_file_is_a_clear_refusal(folder):
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file")  # the e2e run as root checks links and sizes; this needs a user
-    (folder.path / "locked").write_text("x")
-    (folder.path / "locked").chmod(0)
-    assert "cannot be read" in _refusal(folder, "locked")
+def test_an_unreadable_file_is_a_clear_refusal(tmp_path):
+    """A file the controller's user may not read. Root reads every file, so under root the check runs in a forked
+    child that has become `nobody` (the folder is its own, the file root's with mode 600)."""
+    base = Path(tempfile.mkdtemp(dir="/tmp")) if os.geteuid() == 0 else tmp_path
+    try:
+        base.chmod(0o755)
+        folder = SecretsFolder(base / "secrets")
+        folder.ensure()
+        (folder.path / "locked").write_text(VALUE)
+        (folder.path / "locked").chmod(0o600 if os.geteuid() == 0 else 0)
+        if os.geteuid() == 0:
+            os.chown(folder.path, NOBODY, NOBODY)
+        assert "cannot be read: Permission denied" in _refusal_as_nobody(folder, "locked")
+    finally:
+        if base != tmp_path:
+            shutil.rmtree(base)
+
+
+def _refusal_as_nobody(folder: SecretsFolder, name: str) -> str:
+    if os.geteuid() != 0:
+        return _refusal(folder, name)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write, _refusal(folder, name).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        message = f.read().decode()
+    os.waitpid(pid, 0)
+    return message
 
 
 def test_the_folder_must_be_a_real_folder_only_its_owner_writes(folder, tmp_path):
