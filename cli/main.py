@@ -41,6 +41,7 @@ CONTROLLER_SETTINGS = (
     "secrets_dir",
     "networks_allowed",
     "allow_host_network",
+    "runtime",
 )
 GIT_SETTINGS = (
     "git_url",
@@ -137,9 +138,8 @@ def run(no_api: bool, **flags: Any) -> None:
         raise click.ClickException(str(err)) from None
 
     from controller.gitsource import GitError, GitOptions, GitSource, forget_source
-    from controller.runtime.docker import DockerRuntime
     from controller.store import DataStore
-    from controller.wiring import build_controller
+    from controller.wiring import build_controller, build_runtime
 
     git = None
     if settings.git_url:
@@ -151,10 +151,11 @@ def run(no_api: bool, **flags: Any) -> None:
     else:
         forget_source(settings.data_dir)
     store = DataStore.open(settings.data_dir, settings.specs_dir)
-    runtime = DockerRuntime(settings.docker_url, instance=store.instance_id())
+    runtime = build_runtime(settings, store.instance_id())
     if not runtime.ping():
         log.warning(
             "docker_unreachable_at_start",
+            runtime=settings.runtime,
             message="the Docker engine does not answer; jobs start once it does (is dockerd running?)",
         )
     from controller.tracking import TrackingConfigError, build_hooks

@@ -81,7 +81,7 @@ class Actions:
                 elif isinstance(action, Start):
                     try:
                         self.runtime.start(action.container)
-                    except CreateRejected as err:
+                    except (CreateRejected, ImageMissing) as err:  # Swarm: a node found no image when it started
                         self.start_failed(status, action.container, err)
                         return 0.0
                     self.refresh(action.container)

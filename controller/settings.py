@@ -197,6 +197,17 @@ class Settings(ApiTokenSetting):
     )
     poll_interval: float = setting(2.0, "OPEVA_POLL_INTERVAL", "Seconds between polls with --poll-specs.", gt=0)
     docker_url: str | None = setting(None, "DOCKER_HOST", "The Docker engine (default: the local socket).")
+    runtime: Literal["docker", "swarm"] = setting(
+        "docker",
+        "OPEVA_RUNTIME",
+        "Where jobs run: docker (containers on this engine) or swarm (one service per attempt on a Docker Swarm).",
+        "--runtime",
+    )
+    swarm_host: str | None = setting(
+        None,
+        "OPEVA_SWARM_HOST",
+        "The Swarm manager's Docker API with --runtime swarm (default: DOCKER_HOST, else the local socket).",
+    )
     ttl_succeeded: float | None = setting(
         None,
         "OPEVA_TTL_SUCCEEDED",

@@ -158,6 +158,19 @@ def build_nodes(settings: Settings, runtime: Runtime, machine: Capacity) -> Node
     return NodeWatch(runtime, kind, settings.node_settle, capacity_of)
 
 
+def build_runtime(settings: Settings, instance: str) -> Runtime:
+    """The engine jobs run on: this Docker engine, or a Swarm through its manager (`--runtime swarm`)."""
+    if settings.runtime == "swarm":
+        from .runtime.swarm import SwarmRuntime
+
+        return SwarmRuntime(
+            settings.swarm_host or settings.docker_url, instance=instance, gpu_kind=settings.gpu_resource
+        )
+    from .runtime.docker import DockerRuntime
+
+    return DockerRuntime(settings.docker_url, instance=instance)
+
+
 def guarded_paths(store: DataStore) -> tuple[str, ...]:
     """What stays read-only when a job gets the shared folder writable (spec.sharedData: ReadWrite): made to exist
     now, as a bind mount needs its source."""

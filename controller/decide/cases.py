@@ -95,6 +95,8 @@ def valid_spec(d: Draft, m: JobManifest) -> None:
         attempts.started(d, c)
         if not stopping.requested(d, c) and not interruptions.leave_drained_node(d, c):
             deadlines.check_progress(d, m, c)
+    elif c is not None and c.state == "created" and c.waiting:
+        gate.engine_waits(d, c)
     elif c is not None and c.state == "created":
         d.actions.append(Start(c.name))
         d.requeue_in(START_POLL)

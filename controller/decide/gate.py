@@ -8,9 +8,12 @@ really wanted (see `decide/__init__.py`).
 
 from __future__ import annotations
 
+from ..runtime.base import ContainerInfo
 from ..scheduler import Admission
 from . import conditions
 from .core import START_POLL, Create, Decision, Draft, Want
+
+ENGINE_WAIT_POLL = 5.0  # seconds between looks at a job the engine cannot place yet
 
 
 def may_ask(d: Draft, blocked: bool) -> bool:
@@ -34,6 +37,19 @@ def may_ask(d: Draft, blocked: bool) -> bool:
 def want(d: Draft, container: str, attempt: int, new_attempt: bool, blocked: bool) -> None:
     if may_ask(d, blocked):
         d.want = Want(container, attempt, new_attempt)
+
+
+def engine_waits(d: Draft, c: ContainerInfo) -> None:
+    """The engine holds a created container until it has room for it (Swarm: "no suitable node"): the job is
+    Pending with the engine's reason and words, and looked at again now and then (the engine's events come first)."""
+    st = d.st
+    reason, message = c.waiting, c.error or f"the engine has no place for {c.name} yet"
+    if not (st.phase == "Pending" and st.reason == reason and st.message == message):
+        if st.reason != reason:
+            d.event("Waiting", f"{reason}: {message}")
+        d.set_phase("Pending", reason, message)
+    d.condition("Pending", "True", reason, message)
+    d.requeue_in(ENGINE_WAIT_POLL)
 
 
 def resolve(d: Draft, admission: Admission | None) -> Decision:

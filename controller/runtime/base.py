@@ -94,6 +94,9 @@ class ContainerInfo:
     memory: int | None = None  # memory limit in bytes, as created
     gpu_ids: tuple[str, ...] = ()  # GPU device ids of its device requests, as created
     node: str = ""  # the id of the node it runs on (Swarm); "" on a single engine
+    # not started because the engine has no place for it yet (Swarm's "no suitable node"): our reason
+    # (InsufficientCPU, InsufficientMemory, InsufficientGPU, Unschedulable); the engine's words are in `error`
+    waiting: str | None = None
 
     @property
     def running(self) -> bool:

@@ -8,8 +8,6 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import docker
-import requests
 from docker import errors as derr
 from docker.types import DeviceRequest
 from docker.types import Mount as DockerMount
@@ -20,9 +18,7 @@ from ..jobsecurity import NO_NEW_PRIVILEGES
 from .base import (
     LABEL_ATTEMPT,
     LABEL_GENERATION,
-    LABEL_INSTANCE,
     LABEL_JOB,
-    LABEL_MANAGED,
     LABEL_RUN,
     ContainerInfo,
     ContainerRequest,
@@ -35,10 +31,10 @@ from .base import (
     RuntimeUnavailable,
     parse_engine_time,
 )
+from .client import EngineClient
 
 WATCHED_ACTIONS = frozenset({"start", "die", "oom", "destroy"})
 _TRANSIENT = ("context deadline exceeded", "timeout", "connection refused", "try again")
-_UNAVAILABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, derr.DockerException)
 
 
 def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
@@ -81,29 +77,12 @@ def _to_info(attrs: dict[str, Any]) -> ContainerInfo:
 INIT_EXEC_FAILED = 127  # docker-init's exit code when it cannot exec the container's program
 
 
-class DockerRuntime:
+class DockerRuntime(EngineClient):
     """Docker behind the `Runtime` interface. Calls time out, and engine errors become our error types."""
 
     def __init__(self, base_url: str | None = None, timeout: int = 30, instance: str | None = None):
-        self._scope = f"{LABEL_INSTANCE}={instance}" if instance else LABEL_MANAGED
-        kwargs: dict[str, Any] = {"timeout": timeout}
-        self._client = docker.DockerClient(base_url=base_url, **kwargs) if base_url else docker.from_env(**kwargs)
-        self._api = self._client.api
+        super().__init__(base_url, timeout, instance)
         self._this_node: NodeInfo | None = None
-
-    def _call(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except derr.APIError:
-            raise
-        except _UNAVAILABLE as err:
-            raise RuntimeUnavailable(f"Docker engine unreachable: {err}") from err
-
-    def ping(self) -> bool:
-        try:
-            return bool(self._api.ping())
-        except Exception:
-            return False
 
     def daemon_started_at(self) -> datetime | None:
         """When the local dockerd process started, read from /proc; None when the engine is not local."""

@@ -28,7 +28,7 @@ def ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def test_backoff_spaces_attempts_then_fails_with_backoff_limit_exceeded(data, controller):
+def test_backoff_spaces_attempts_then_fails_with_backoff_limit_exceeded(data, engine_controller):
     name = job_name("backoff")
     write_spec(
         data,
@@ -107,9 +107,9 @@ def test_out_of_memory_is_its_own_reason(data, controller):
     assert st["reason"] == "OOMKilled" and st["history"][-1]["reason"] == "OOMKilled"
 
 
-def test_deadline_holds_across_a_controller_restart(data):
+def test_deadline_holds_across_a_controller_restart(data, engine):
     name = job_name("deadline")
-    ctl = ControllerProcess(data).start()
+    ctl = ControllerProcess(data, env=engine.env).start()
     try:
         write_spec(
             data, spec_doc(name, command=["sleep", "300"], activeDeadlineSeconds=4, terminationGracePeriodSeconds=1)
@@ -117,11 +117,11 @@ def test_deadline_holds_across_a_controller_restart(data):
         wait_phase(data, name, "Running")
         ctl.kill()
         time.sleep(5)  # the deadline passes while no controller runs
-        ctl = ControllerProcess(data).start()
+        ctl = ControllerProcess(data, env=engine.env).start()
         st = wait_phase(data, name, "Failed", timeout=20)
         assert st["reason"] == "DeadlineExceeded"
         wait_for(
-            lambda: not [c for c in containers(name) if c["State"] == "running"],
+            lambda: not [c for c in engine.containers(name) if c["State"] == "running"],
             timeout=20,
             what="deadline-stopped container",
         )
@@ -145,7 +145,7 @@ def test_stalled_progress_stops_the_attempt(data, controller):
     assert "ProgressStalled" in [e["reason"] for e in read_events(data, name)]
 
 
-def test_suspend_stops_and_resume_runs_a_new_attempt(data, controller):
+def test_suspend_stops_and_resume_runs_a_new_attempt(data, engine, engine_controller):
     name = job_name("suspend")
     doc = spec_doc(name, command=["sleep", "300"], terminationGracePeriodSeconds=1)
     write_spec(data, doc)
@@ -154,7 +154,7 @@ def test_suspend_stops_and_resume_runs_a_new_attempt(data, controller):
     write_spec(data, doc)
     st = wait_phase(data, name, "Stopped", reason="Suspended", timeout=20)
     assert next(c for c in st["conditions"] if c["type"] == "Suspended")["status"] == "True"
-    wait_for(lambda: not [c for c in containers(name) if c["State"] == "running"], timeout=20, what="stopped")
+    wait_for(lambda: not [c for c in engine.containers(name) if c["State"] == "running"], timeout=20, what="stopped")
     assert st["history"][-1]["outcome"] == "Stopped" and st["failures"] == 0
     doc["spec"]["suspend"] = False
     write_spec(data, doc)

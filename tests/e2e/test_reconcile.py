@@ -23,7 +23,7 @@ from .harness import (
 )
 
 
-def test_job_runs_to_completion_with_status_log_and_events(data, controller):
+def test_job_runs_to_completion_with_status_log_and_events(data, engine, engine_controller):
     name = job_name("hello")
     write_spec(data, shell_spec(name, "echo out-line; echo err-line >&2"))
     st = wait_phase(data, name, "Succeeded")
@@ -34,14 +34,14 @@ def test_job_runs_to_completion_with_status_log_and_events(data, controller):
     assert log.startswith("===== opeva: job") and "attempt 1" in log.splitlines()[0]
     reasons = [e["reason"] for e in read_events(data, name)]
     assert reasons[:2] == ["Accepted", "Creating"] and "Succeeded" in reasons
-    wait_for(lambda: not containers(name), what="finished container removed after recording")
+    wait_for(lambda: not engine.containers(name), what="finished container removed after recording")
     info = data / "jobs" / name / "job_info.json"
     track = data / "job_track.json"
     wait_for(lambda: track.exists() and name in track.read_text(), what="job_track.json lists the job")
     del info
 
 
-def test_failure_records_exit_code(data, controller):
+def test_failure_records_exit_code(data, engine_controller):
     name = job_name("fails")
     write_spec(data, shell_spec(name, "echo about to fail; exit 3"))
     st = wait_phase(data, name, "Failed")
@@ -50,18 +50,19 @@ def test_failure_records_exit_code(data, controller):
     assert "about to fail" in read_log(data, name)
 
 
-def test_deleting_the_spec_stops_the_running_container(data, controller):
+def test_deleting_the_spec_stops_the_running_container(data, engine, engine_controller):
     name = job_name("deleteme")
     path = write_spec(data, spec_doc(name, command=["sleep", "300"], terminationGracePeriodSeconds=1))
     wait_phase(data, name, "Running")
     path.unlink()
     st = wait_phase(data, name, "Stopped", reason="SpecDeleted", timeout=20)
     assert st["reason"] == "SpecDeleted"
-    wait_for(lambda: not [c for c in containers(name) if c["State"] == "running"], timeout=20, what="container stopped")
+    running = lambda: [c for c in engine.containers(name) if c["State"] == "running"]  # noqa: E731
+    wait_for(lambda: not running(), timeout=20, what="container stopped")
     assert (data / "jobs" / name / "status.json").exists(), "record is kept after delete"
 
 
-def test_identical_rewrite_does_nothing_and_an_edit_reruns(data, controller):
+def test_identical_rewrite_does_nothing_and_an_edit_reruns(data, engine_controller):
     name = job_name("edit")
     doc = shell_spec(name, "echo version-one")
     path = write_spec(data, doc)
@@ -112,7 +113,7 @@ def test_edit_while_running_replaces_the_old_attempt(data, controller):
     assert not containers(name) or all(c["State"] != "running" for c in containers(name))
 
 
-def test_invalid_specs_are_recorded_and_harm_nothing(data, controller):
+def test_invalid_specs_are_recorded_and_harm_nothing(data, engine_controller):
     specs = data / "specs"
     good = job_name("good")
     bad_yaml = job_name("bad-yaml")
@@ -146,19 +147,20 @@ def test_invalid_specs_are_recorded_and_harm_nothing(data, controller):
         assert needle in st["message"], (name, st["message"])
     st = wait_phase(data, noimage, "Failed", reason="ImageNotFound", timeout=60)
     assert "does-not-exist" in st["message"]
-    assert controller.proc.poll() is None, "the controller survived every bad file"
+    assert engine_controller.proc.poll() is None, "the controller survived every bad file"
 
 
-def test_controller_killed_mid_job_adopts_with_one_container_and_complete_log(data, tmp_path):
+def test_controller_killed_mid_job_adopts_with_one_container_and_complete_log(data, engine):
+    """Over Swarm this is also the log's continuity across a restart: no line lost or doubled."""
     name = job_name("adopt")
-    ctl = ControllerProcess(data).start()
+    ctl = ControllerProcess(data, env=engine.env).start()
     try:
         write_spec(data, shell_spec(name, "i=1; while [ $i -le 40 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done"))
         wait_phase(data, name, "Running")
         wait_for(lambda: "line-10" in read_log(data, name), timeout=20, what="some output captured")
         ctl.kill()
         time.sleep(1.0)  # the job keeps printing while no controller runs
-        ctl = ControllerProcess(data).start()
+        ctl = ControllerProcess(data, env=engine.env).start()
         st = wait_phase(data, name, "Succeeded", timeout=30)
     finally:
         ctl.kill()

@@ -26,6 +26,8 @@ from pathlib import Path
 PREFIX = "opeva-sw-"
 NODE_LABEL = "opeva-test.node"  # node label (and engine label) n1, n2, n3: constraint node.labels.opeva-test.node==n2
 SWARM_PORTS = (2477, 2478, 2479)
+# the test images (scripts/build-images.sh), loaded into every node under each name the default engine has
+TEST_IMAGES = ("opeva-test/busybox:1", "opeva-test/busybox:latest", "busybox:1.36", "opeva-test/hostile:latest")
 DAEMON_FLAGS = (
     "--bridge=none",
     "--iptables=false",
@@ -83,7 +85,7 @@ class Node:
 class SwarmCluster:
     """Start with `start()`, end with `stop()` (in a finally). `docker(i, ...)` runs the docker CLI against node i."""
 
-    def __init__(self, images: tuple[str, ...] = ("opeva-test/busybox:latest",), heartbeat: str = "1s"):
+    def __init__(self, images: tuple[str, ...] = TEST_IMAGES, heartbeat: str = "1s"):
         self.images = images
         self.heartbeat = heartbeat  # how soon the manager calls a silent node Down (default 5 s: 10-16 s)
         self.base: Path | None = None
@@ -226,7 +228,12 @@ class SwarmCluster:
         """The same image IDs on every node: saved once from the default daemon, loaded into each."""
         assert self.base is not None
         archive = self.base / "images.tar"
-        subprocess.run(["docker", "save", "-o", str(archive), *self.images], check=True, capture_output=True)
+        present = [
+            i
+            for i in self.images
+            if subprocess.run(["docker", "image", "inspect", i], capture_output=True).returncode == 0
+        ]
+        subprocess.run(["docker", "save", "-o", str(archive), *present], check=True, capture_output=True)
         for node in self.nodes:
             self.docker(node.index, "load", "-q", "-i", str(archive), timeout=120)
         archive.unlink()
