@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ from .configs import ConfigFolder
 from .context import ApiContext
 from .errors import NAME_RULE, ApiError, DomainError, domain_headers, domain_status, short_repr
 from .index import JobIndex
+from .listrows import ListRows
 from .metrics import build_registry
 from .models import ErrorBody
 from .routes import health, jobs, logs, metrics, nodes, seed, source
+from .seedviews import list_item
 from .server import is_loopback
 from .simulations import DEFAULT_SIMULATOR_IMAGE, Simulations
 from .specfiles import SpecFiles
@@ -91,6 +94,7 @@ def create_app(
         max_body=max_body,
         configs=configs,
         simulations=Simulations(store, configs, repository, host_data_dir, simulator_tags),
+        rows=ListRows(store, partial(list_item, store)),
     )
     app = FastAPI(
         title="OPEVA job controller API",

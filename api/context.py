@@ -14,6 +14,7 @@ from .access import Access
 from .configs import ConfigFolder
 from .errors import not_found
 from .index import JobIndex
+from .listrows import ListRows
 from .simulations import Simulations
 from .specfiles import SpecFiles
 
@@ -30,6 +31,7 @@ class ApiContext:
     max_body: int
     configs: ConfigFolder
     simulations: Simulations
+    rows: ListRows  # encoded GET /jobs rows, rebuilt only when their files change
     followers: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_FOLLOWERS))
 
     def job_known(self, name: str) -> bool:

@@ -79,6 +79,12 @@ def list_extras(view: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def list_item(store: DataStore, row: dict[str, Any]) -> dict[str, Any]:
+    """One `GET /jobs` item: the index row, the job's info as the UIs read it, and the old backend's row keys."""
+    view = job_info_view(store, row["name"], store.read_job_info(row["name"]) or {}, row)
+    return {**row, "job_info": view, **list_extras(view, row)}
+
+
 def _is_regular(path: Path) -> bool:
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)

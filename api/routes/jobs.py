@@ -5,12 +5,13 @@ Writes go to spec files (see api/specfiles.py); reads come from the data folder.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from controller.jobpaths import PROGRESS_FILE, RESULT_FILE
 from controller.selectors import parse_label_selector
@@ -21,7 +22,6 @@ from controller.store import read_json
 from ..context import ApiContext, Ctx
 from ..errors import ApiError, not_found
 from ..models import Event, JobDetail, JobListItem, JobName, WriteResult
-from ..seedviews import job_info_view, list_extras
 from ..specfiles import WriteOutcome, new_run_id
 
 router = APIRouter(tags=["jobs"])
@@ -107,7 +107,7 @@ def list_jobs(
     continue_: Annotated[
         str | None, Query(alias="continue", max_length=63, description="Return jobs after this name (from X-Continue).")
     ] = None,
-) -> JSONResponse:
+) -> Response:
     phases: set[str] | None = None
     if phase:
         phases = set()
@@ -124,22 +124,34 @@ def list_jobs(
         selector = parse_label_selector(label or [])
     except ValueError as err:
         raise ApiError(422, str(err)) from None
-    page = ctx.index.query(phases, selector, limit, continue_)
+    snap = ctx.index.snapshot()
+    page = ctx.index.query(phases, selector, limit, continue_, snap)
     deleted = ctx.store.deleted_jobs()  # deleted by a user, waiting for the controller to archive them
-    items = [_list_item(ctx, row) for row in page.items if row["name"] not in deleted]
+    rows = [row for row in page.items if row["name"] not in deleted] if deleted else page.items
+    body, tag = ctx.rows.listing(snap, (request.url.query, frozenset(deleted)), rows)
     hidden = sum(1 for name in deleted if ctx.index.get(name) is not None)
     headers = {"X-Total-Count": str(max(0, page.total - hidden))}
     if page.next_after:
         headers["X-Continue"] = page.next_after
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "continue"]
         headers["Link"] = f'<{request.url.path}?{urlencode(params + [("continue", page.next_after)])}>; rel="next"'
-    return JSONResponse(items, headers=headers)
+    headers["ETag"] = _list_etag(tag, headers)
+    if _not_modified(headers["ETag"], request.headers.get("if-none-match")):
+        return Response(status_code=304, headers={"ETag": headers["ETag"]})
+    return Response(body, media_type="application/json", headers=headers)
 
 
-def _list_item(ctx: ApiContext, row: dict[str, Any]) -> dict[str, Any]:
-    """The index row, the job's info as the UIs read it, and the old backend's row keys (durations, job_meta)."""
-    view = job_info_view(ctx.store, row["name"], ctx.store.read_job_info(row["name"]) or {}, row)
-    return {**row, "job_info": view, **list_extras(view, row)}
+def _list_etag(tag: str, headers: dict[str, str]) -> str:
+    """A validator for one listing: the rows' tag (it changes with the array) and the headers. Weak: a running job's
+    durations advance in steps (api/listrows.py LIVE_TICK)."""
+    digest = hashlib.blake2b(f"{tag}\0{sorted(headers.items())!r}".encode(), digest_size=12).hexdigest()
+    return f'W/"{digest}"'
+
+
+def _not_modified(etag: str, if_none_match: str | None) -> bool:
+    """If-None-Match holds this tag (compared weakly, RFC 9110 13.1.2) or `*`."""
+    tags = {t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 # ---- create / apply --------------------------------------------------------------------------------------------

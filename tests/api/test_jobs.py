@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
 
 from controller.spec import load_spec_file
 from controller.status import Event, utcnow
+from controller.store import DataStore
 
 SPEC_YAML = """# a comment the API must keep
 apiVersion: opeva/v1
@@ -217,6 +219,49 @@ def test_list_without_an_index_reads_status_files(api):
     api.folder.status("a1", phase="Succeeded")
     items = api.client.get("/jobs").json()
     assert [(i["name"], i["status"]) for i in items] == [("a1", "finished")]
+
+
+def test_list_answers_304_until_something_it_shows_changes(listed):
+    client, folder = listed.client, listed.folder
+    first = client.get("/jobs")
+    etag = first.headers["ETag"]
+    again = client.get("/jobs", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
+    assert client.get("/jobs", headers={"If-None-Match": f'W/"x", {etag}'}).status_code == 304
+    assert client.get("/jobs", params={"limit": 5}, headers={"If-None-Match": etag}).status_code == 200  # other query
+
+    def changed(step) -> dict[str, dict]:
+        nonlocal etag
+        step()
+        r = client.get("/jobs", headers={"If-None-Match": etag})
+        assert r.status_code == 200 and r.headers["ETag"] != etag, step
+        etag = r.headers["ETag"]
+        items = {i["name"]: i for i in r.json()}
+        assert items == {i["name"]: i for i in client.get("/jobs").json()}  # the same listing without a validator
+        return items
+
+    items = changed(lambda: folder.job_file("job-01", "job_info.json", json.dumps({"run_name": "r-1"})))  # running
+    assert items["job-01"]["job_info"]["run_name"] == "r-1"
+    items = changed(lambda: folder.store.write_job_info("job-02", {"mlflow_run_id": "abc"}))  # a finished job's record
+    assert items["job-02"]["job_info"]["mlflow_run_id"] == "abc" and items["job-01"]["job_info"]["run_name"] == "r-1"
+    statuses = [folder.status(f"job-{i:02d}", phase="Succeeded" if i == 1 else "Stopped") for i in range(25)]
+    items = changed(lambda: folder.track(statuses))  # phase changes
+    assert items["job-01"]["status"] == "finished" and items["job-04"]["phase"] == "Stopped"
+    items = changed(lambda: folder.track([*statuses, folder.status("new-job", phase="Pending")]))  # a new job
+    assert items["new-job"]["status"] == "queued" and len(items) == 26
+    items = changed(lambda: DataStore.open(folder.root).mark_deleted("job-05"))  # deleted through the API
+    assert "job-05" not in items and len(items) == 25
+    assert client.get("/jobs", headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_list_durations_of_a_running_job_advance_by_ticks(api, monkeypatch):
+    monkeypatch.setattr("api.listrows.LIVE_TICK", 0.5)
+    api.folder.track([api.folder.status("runs", startedAt=utcnow(), submittedAt=utcnow())])
+    first = api.client.get("/jobs")
+    etag, duration = first.headers["ETag"], first.json()[0]["run_duration_seconds"]
+    time.sleep(0.6)
+    later = api.client.get("/jobs", headers={"If-None-Match": etag})
+    assert later.status_code == 200 and later.json()[0]["run_duration_seconds"] > duration
 
 
 def test_list_rejects_bad_filters(listed):
