@@ -36,6 +36,7 @@ CONTROLLER_SETTINGS = (
     "reserve_memory",
     "max_running",
     "queues",
+    "node_settle",
     "mlflow_uri",
     "job_user",
     "secrets_dir",

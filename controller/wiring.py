@@ -56,7 +56,7 @@ def build_controller(
     )
     scheduler = Scheduler(machine)
     instance = store.instance_id()
-    nodes = build_nodes(settings, runtime, machine)
+    nodes = build_nodes(settings, runtime, machine, store)
     # what a settled job's decision depends on besides its files: an index made under other settings is not used
     context = {
         "instance": instance,
@@ -136,11 +136,13 @@ def build_controller(
     )
 
 
-def build_nodes(settings: Settings, runtime: Runtime, machine: Capacity) -> NodeWatch:
+def build_nodes(settings: Settings, runtime: Runtime, machine: Capacity, store: DataStore) -> NodeWatch:
     """The nodes as the controller follows them. On a single engine the capacity stays this machine's, detected
-    once; on Swarm it is the sum over the usable nodes, with the given figures winning as on one machine."""
-    kind = getattr(settings, "runtime", "docker")
-    if kind != "swarm":
+    once; on Swarm it is the sum over the usable nodes, with the given figures winning as on one machine, and every
+    node is checked for the data folder."""
+    kind = settings.runtime
+    make_probe = getattr(runtime, "data_probe", None)
+    if kind != "swarm" or make_probe is None:
         return NodeWatch(runtime, kind, settings.node_settle)
 
     def capacity_of(listed, excluded) -> Capacity:
@@ -155,7 +157,8 @@ def build_nodes(settings: Settings, runtime: Runtime, machine: Capacity) -> Node
             reserve_memory=settings.reserve_memory,
         )
 
-    return NodeWatch(runtime, kind, settings.node_settle, capacity_of)
+    probe = make_probe(store.root, Path(settings.host_data_dir or store.root), settings.probe_image)
+    return NodeWatch(runtime, kind, settings.node_settle, capacity_of, probe)
 
 
 def build_runtime(settings: Settings, instance: str) -> Runtime:

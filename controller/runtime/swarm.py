@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from docker import errors as derr
@@ -51,7 +52,7 @@ from .base import (
     timestamp_ns,
 )
 from .client import EngineClient
-from .swarmnodes import swarm_nodes
+from .swarmnodes import SwarmDataProbe, swarm_nodes
 
 GPU_KIND = "NVIDIA-GPU"  # node-generic-resources kind of GPUs (daemon.json), as NVIDIA's docs name it
 LABEL_CONTAINER = "opeva.container"  # the attempt's name: a service name is a DNS label of at most 63 characters
@@ -59,6 +60,7 @@ LABEL_STOPPED = "opeva.swarm.stoppedAt"  # the stop was asked for (scaled to 0 c
 LABEL_EXIT = "opeva.swarm.exitCode"  # what `stop` saw of the task's end
 LABEL_STARTED = "opeva.swarm.startedAt"
 LABEL_FINISHED = "opeva.swarm.finishedAt"
+LABEL_GPUS = "opeva.gpus"  # the GPU shares the scheduler gave the attempt, so a restart reserves them again
 
 NOT_STARTED = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
@@ -109,12 +111,17 @@ class SwarmRuntime(EngineClient):
         super().__init__(base_url, timeout, instance, version)
         self._raw: Any = self._api  # the SDK's request helpers, for what it has no method for (job updates, logs)
         self.gpu_kind = gpu_kind  # the generic-resource kind nodes advertise their GPUs as
+        self.instance = instance or "local"
         self.poll = poll  # seconds between looks at tasks (events, the end of a log stream, a stop)
         self._started: dict[str, datetime] = {}  # task id -> when it was first seen running (tasks keep no start)
         self._lock = threading.Lock()
 
     def nodes(self) -> builtins.list[NodeInfo]:
         return swarm_nodes(self._api, self.gpu_kind)
+
+    def data_probe(self, data_dir: Path, host_data_dir: Path, image: str) -> SwarmDataProbe:
+        """The check that every node sees the data folder (controller/nodes.py runs it for each new node)."""
+        return SwarmDataProbe(self._api, data_dir, host_data_dir, image, self.instance)
 
     def daemon_started_at(self) -> datetime | None:
         """None: the engines that run the jobs are the nodes', not one local daemon."""
@@ -212,6 +219,7 @@ class SwarmRuntime(EngineClient):
             labels=labels,
             cpus=limits["NanoCPUs"] / 1e9 if limits.get("NanoCPUs") else None,
             memory=limits.get("MemoryBytes") or None,
+            gpu_ids=tuple(g for g in labels.get(LABEL_GPUS, "").split(",") if g),
             waiting=self._waiting(waiting, limits) if waiting else None,
             node=(task or {}).get("NodeID") or "",
         )
@@ -237,6 +245,8 @@ class SwarmRuntime(EngineClient):
     def create_and_start(self, req: ContainerRequest) -> ContainerInfo:
         """Create the attempt's service; Swarm places and starts its task when it can (no wait here)."""
         labels = {**req.labels, LABEL_CONTAINER: req.name}
+        if req.gpu_ids:
+            labels[LABEL_GPUS] = ",".join(req.gpu_ids)
         container = ContainerSpec(
             req.image,
             command=req.entrypoint,
@@ -290,14 +300,20 @@ class SwarmRuntime(EngineClient):
             memory=req.memory,
         )
 
-    @staticmethod
-    def _resources(req: ContainerRequest) -> Resources | None:
-        """CPUs and memory as limits and reservations (Swarm places by reservations). GPUs as generic resources are
-        added here (`generic_resources=`) by the placement work."""
-        if not req.cpus and not req.memory:
+    def _resources(self, req: ContainerRequest) -> Resources | None:
+        """CPUs and memory as limits and reservations (Swarm places by reservations); GPUs as a reservation of
+        generic resources of `gpu_kind`, one per GPU share the scheduler gave the attempt (Swarm picks the devices
+        on the node and hands their ids to the NVIDIA runtime in DOCKER_RESOURCE_<KIND>)."""
+        if not req.cpus and not req.memory and not req.gpu_ids:
             return None
         nano = int(req.cpus * 1e9) if req.cpus else None
-        return Resources(cpu_limit=nano, cpu_reservation=nano, mem_limit=req.memory, mem_reservation=req.memory)
+        return Resources(
+            cpu_limit=nano,
+            cpu_reservation=nano,
+            mem_limit=req.memory,
+            mem_reservation=req.memory,
+            generic_resources={self.gpu_kind: len(req.gpu_ids)} if req.gpu_ids else None,
+        )
 
     def pull(self, image: str) -> str | None:
         """Each node pulls an attempt's image itself when its task starts (Swarm's own rule); nothing to do here."""

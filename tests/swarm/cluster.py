@@ -90,6 +90,7 @@ class SwarmCluster:
         self.heartbeat = heartbeat  # how soon the manager calls a silent node Down (default 5 s: 10-16 s)
         self.base: Path | None = None
         self.nodes: list[Node] = []
+        self.extra_flags: dict[str, tuple[str, ...]] = {}  # node name -> more dockerd flags, from its next (re)start
 
     # -- what tests use -------------------------------------------------------------------------------------------
 
@@ -178,6 +179,7 @@ class SwarmCluster:
             *DAEMON_FLAGS,
             "--label",
             f"{NODE_LABEL}={node.name}",
+            *self.extra_flags.get(node.name, ()),
         ]
         log = open(node.root / "dockerd.log", "ab")
         # the offline setting: a worker asks no registry before each task (all nodes hold the test images)
