@@ -64,6 +64,7 @@ LABEL_GPUS = "opeva.gpus"  # the GPU shares the scheduler gave the attempt, so a
 
 NOT_STARTED = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+LOG_QUIET_FIRST, LOG_QUIET_MAX = 0.1, 2.0  # seconds without output before asking whether a task has ended
 KILLED = 137  # exit code of an attempt stopped while we did not watch its end
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
 _END = object()
@@ -139,7 +140,11 @@ class SwarmRuntime(EngineClient):
         if not service_ids:
             return {}
         try:
-            tasks = self._call(self._api.tasks, filters={"service": service_ids})
+            try:
+                tasks = self._call(self._api.tasks, filters={"service": service_ids})
+            except derr.NotFound:  # one of them was removed meanwhile: every task, sorted out here
+                wanted = set(service_ids)
+                tasks = [t for t in self._call(self._api.tasks) if t.get("ServiceID") in wanted]
         except derr.APIError as err:
             raise RuntimeUnavailable(f"list tasks: {err.explanation or err}") from err
         out: dict[str, builtins.list[dict]] = {sid: [] for sid in service_ids}
@@ -243,7 +248,8 @@ class SwarmRuntime(EngineClient):
     # -- acting ------------------------------------------------------------------------------------------------------
 
     def create_and_start(self, req: ContainerRequest) -> ContainerInfo:
-        """Create the attempt's service; Swarm places and starts its task when it can (no wait here)."""
+        """Create the attempt's service; Swarm places and starts its task when it can (no wait here: the attempt is
+        `created` until then, as a Docker container between create and start)."""
         labels = {**req.labels, LABEL_CONTAINER: req.name}
         if req.gpu_ids:
             labels[LABEL_GPUS] = ",".join(req.gpu_ids)
@@ -322,10 +328,12 @@ class SwarmRuntime(EngineClient):
     def start(self, name: str) -> None:
         """Swarm starts tasks itself. A task it refused (no image on the node, a bad mount, an executable that does
         not exist) fails the attempt here with Swarm's words, as Docker's start would."""
-        svc = self._service(name)
-        if svc is None:
+        try:  # the tasks filter takes a service's name: one call
+            task = _current(self._call(self._api.tasks, filters={"service": service_name(name)}))
+        except derr.NotFound:
             return
-        task = _current(self._tasks([svc["ID"]]).get(svc["ID"], []))
+        except derr.APIError as err:
+            raise RuntimeUnavailable(f"tasks of {name}: {err.explanation or err}") from err
         if task is None:
             return
         status = task.get("Status") or {}
@@ -436,12 +444,30 @@ class SwarmRuntime(EngineClient):
     # -- watching ----------------------------------------------------------------------------------------------------
 
     def _states(self) -> dict[str, tuple[str, str]]:
-        """attempt name -> (job, state) of every service of ours."""
-        return {c.name: (c.job, c.state + (f"/{c.waiting}" if c.waiting else "")) for c in self.list()}
+        """attempt name -> (job, what its task is doing) for every task of ours: one call (a task filter by label
+        matches its service's labels; our labels are on the container spec too)."""
+        try:
+            tasks = self._call(self._api.tasks, filters={"label": self._scope})
+        except derr.APIError as err:
+            raise RuntimeUnavailable(f"list tasks: {err.explanation or err}") from err
+        newest: dict[str, dict] = {}
+        for t in tasks:
+            labels = ((t.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}
+            name = labels.get(LABEL_CONTAINER)
+            if name and (name not in newest or t.get("CreatedAt", "") > newest[name].get("CreatedAt", "")):
+                newest[name] = t
+        out = {}
+        for name, t in newest.items():
+            labels = t["Spec"]["ContainerSpec"]["Labels"]
+            status = t.get("Status") or {}
+            out[name] = (labels.get(LABEL_JOB, ""), f"{status.get('State', '')}/{t.get('DesiredState', '')}")
+        return out
 
     def events(self) -> Iterator[EngineEvent]:
-        """What changed in our services' tasks, looked at every `poll` seconds (the event stream of a 20.10 manager
-        has no task events). Connects now; raises RuntimeUnavailable when the manager goes away."""
+        """What changed in our tasks, looked at every `poll` seconds (the event stream of a 20.10 manager has no
+        task events). Connects now; raises RuntimeUnavailable when the manager goes away. A task that ended is a
+        `die`, one that runs a `start`; any other change (placed, refused, gone with its service) an `update`,
+        which the loop answers with an inspect."""
         return self._changes(self._states())
 
     def _changes(self, last: dict[str, tuple[str, str]]) -> Iterator[EngineEvent]:
@@ -451,10 +477,10 @@ class SwarmRuntime(EngineClient):
             for name, (job, state) in now.items():
                 if last.get(name, ("", ""))[1] != state:
                     kind = state.split("/")[0]
-                    action = "start" if kind == "running" else "die" if kind in ("exited", "dead") else "update"
+                    action = "start" if kind == "running" else "die" if kind in ENDED else "update"
                     yield EngineEvent(job=job, action=action, container=name)
             for name in last.keys() - now.keys():
-                yield EngineEvent(job=last[name][0], action="destroy", container=name)
+                yield EngineEvent(job=last[name][0], action="update", container=name)
             last = now
 
     def logs(self, name: str, since: float | None) -> Iterator[bytes]:
@@ -467,6 +493,9 @@ class SwarmRuntime(EngineClient):
         sid = svc["ID"]
         params: dict[str, Any] = {"details": False, "follow": True, "stdout": True, "stderr": True, "timestamps": True}
         params["since"] = since or 0
+        if self._ended(sid):  # done already (a short job, a restart): one read, no stream to watch
+            yield from self._read_after(sid, params, _Cursor())
+            return
         res = self._call(self._raw._get, self._raw._url("/services/{0}/logs", sid), params=params, stream=True)
         try:
             self._raw._raise_for_status(res)
@@ -489,18 +518,21 @@ class SwarmRuntime(EngineClient):
         reader.start()
         cursor = _Cursor()
         ended = False
+        quiet = LOG_QUIET_FIRST  # a pause in the output: is the task done? asked soon, then less often
         try:
             while True:
                 try:
-                    frame = frames.get(timeout=self.poll)
+                    frame = frames.get(timeout=quiet)
                 except queue.Empty:
                     if self._ended(sid):
                         ended = True
                         break
+                    quiet = min(quiet * 2, LOG_QUIET_MAX)
                     continue
                 if frame is _END:
                     ended = self._ended(sid)
                     break
+                quiet = LOG_QUIET_FIRST
                 cursor.take(_checked(frame))
                 yield frame
         finally:  # closing the response would wait for the reader: end its socket instead
@@ -510,25 +542,29 @@ class SwarmRuntime(EngineClient):
                 pass
             reader.join(5)
             res.close()
-        if not ended:
-            return
-        tail = {**params, "follow": False, "since": cursor.since()}
+        if ended:
+            yield from self._read_after(sid, params, cursor)
+
+    def _read_after(self, service_id: str, params: dict[str, Any], cursor: _Cursor) -> Iterator[bytes]:
+        """The frames after `cursor`, read once without following."""
+        since = cursor.since() if cursor.ts else params["since"]
         try:
-            frames_again = self._call(self._api.service_logs, sid, is_tty=False, **tail)
-            yield from cursor.new(_checked(f) for f in frames_again)
+            frames = self._call(
+                self._api.service_logs, service_id, is_tty=False, **{**params, "follow": False, "since": since}
+            )
+            yield from cursor.new(_checked(f) for f in frames)
         except derr.NotFound:
             return
 
     def _ended(self, service_id: str) -> bool:
         """The attempt's task has ended (or is gone with its service)."""
+        task = _current(self._tasks([service_id]).get(service_id, []))
+        if task is not None:
+            return (task.get("Status") or {}).get("State") in ENDED
         try:
-            svc = self._call(self._api.inspect_service, service_id)
+            return completions(self._call(self._api.inspect_service, service_id)) == 0
         except derr.NotFound:
             return True
-        task = _current(self._tasks([service_id]).get(service_id, []))
-        if task is None:
-            return completions(svc) == 0
-        return (task.get("Status") or {}).get("State") in ENDED
 
 
 class _Cursor:

@@ -235,6 +235,8 @@ class SwarmCluster:
             for i in self.images
             if subprocess.run(["docker", "image", "inspect", i], capture_output=True).returncode == 0
         ]
+        if not present:
+            raise ClusterError(f"none of {self.images} is on the default engine (scripts/build-images.sh; is it up?)")
         subprocess.run(["docker", "save", "-o", str(archive), *present], check=True, capture_output=True)
         for node in self.nodes:
             self.docker(node.index, "load", "-q", "-i", str(archive), timeout=120)
