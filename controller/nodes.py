@@ -174,6 +174,7 @@ class NodeWatch:
             return set(), None
         with self._lock:
             old = self._state
+            returned = {n.id for n in nodes if n.ready and n.id in old.down_since}
             down_since = {}
             for n in nodes:
                 if not n.ready:
@@ -185,7 +186,8 @@ class NodeWatch:
                 lost=lost_nodes(nodes, down_since, now, self.settle),
                 drained=drained_nodes(nodes),
                 refused={k: v for k, v in old.refused.items() if any(n.id == k for n in nodes)},
-                probed={k: v for k, v in old.probed.items() if any(n.id == k for n in nodes)},
+                # a node that comes back (a reboot, a restarted daemon) is checked again: its mounts may have changed
+                probed={k: v for k, v in old.probed.items() if any(n.id == k for n in nodes) and k not in returned},
             )
             self._probe(state, now)
             self._state = state
@@ -199,7 +201,8 @@ class NodeWatch:
         return (set(state.lost) - set(old.lost)) | (set(state.drained) - set(old.drained)), capacity
 
     def _probe(self, state: NodeState, now: datetime) -> None:
-        """Ready nodes never checked, and refused ones again after a while, run the data-folder probe."""
+        """Ready nodes not checked yet (new, or back from being down), and refused ones again after a while, run the
+        data-folder probe."""
         if self.probe is None:
             return
         due = [

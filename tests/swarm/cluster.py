@@ -91,6 +91,7 @@ class SwarmCluster:
         self.base: Path | None = None
         self.nodes: list[Node] = []
         self.extra_flags: dict[str, tuple[str, ...]] = {}  # node name -> more dockerd flags, from its next (re)start
+        self.wrappers: dict[str, tuple[str, ...]] = {}  # node name -> a command its dockerd runs under (unshare ...)
 
     # -- what tests use -------------------------------------------------------------------------------------------
 
@@ -161,6 +162,7 @@ class SwarmCluster:
         assert self.base is not None
         tag = f"{self.base.name[len(PREFIX) :]}{node.name}"
         cmd = [
+            *self.wrappers.get(node.name, ()),
             "dockerd",
             "--config-file",
             str(self.base / "daemon.json"),

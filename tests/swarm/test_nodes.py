@@ -338,3 +338,55 @@ def test_nodes_that_do_not_see_the_data_folder_are_refused_visibly(swarm_cluster
         assert "no suitable node" in st["message"]
     finally:
         proc.stop()
+
+
+def hide(folder: Path) -> tuple[str, ...]:
+    """A wrapper that runs a node's daemon where `folder` is an empty tmpfs: a machine whose shared mount is missing."""
+    script = 'mount -t tmpfs none "$1" && shift && exec "$@"'
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(folder))
+
+
+def bounce(ctl: ControllerProcess, cluster: SwarmCluster, name: str, wrapper: tuple[str, ...] | None) -> None:
+    """The node goes down (its daemon killed) until the controller has seen it down, then comes back (under
+    `wrapper`): a reboot."""
+    cluster.kill_node(name)
+    wait_for(
+        lambda: [n for n in get(ctl, "/nodes")["items"] if n["labels"][NODE_LABEL] == name and n["state"] == "down"],
+        timeout=30,
+        what=f"{name} seen down",
+    )
+    if wrapper:
+        cluster.wrappers[name] = wrapper
+    else:
+        cluster.wrappers.pop(name, None)
+    cluster.restart_node(name)
+
+
+def data_folder(ctl: ControllerProcess, name: str, status: str) -> dict | None:
+    for n in get(ctl, "/nodes")["items"]:
+        if n["labels"][NODE_LABEL] == name and n["state"] == "ready" and n["conditions"][0]["status"] == status:
+            return n
+    return None
+
+
+def test_a_node_back_without_the_data_folder_is_refused_and_jobs_go_elsewhere(
+    ctl: ControllerProcess, swarm: Swarm, swarm_cluster: SwarmCluster
+):
+    pinned = job("pinned-n3", "true", placement={"constraints": [f"node.labels.{NODE_LABEL}==n3"]})
+    free = job("anywhere", "sleep 1", placement={"constraints": ["node.role==worker"]})
+    bounce(ctl, swarm_cluster, "n3", hide(ctl.data))
+    try:
+        n3 = wait_for(lambda: data_folder(ctl, "n3", "False"), timeout=60, what="n3 refused")
+        assert "bind source path does not exist" in n3["conditions"][0]["message"] and not n3["schedulable"]
+        assert n3["name"] not in get(ctl, "/hosts")["available_hosts"]
+        assert "node_data_folder_missing" in ctl.output()
+        write_spec(ctl.data, pinned)
+        write_spec(ctl.data, free)
+        wait_phase(ctl.data, free["metadata"]["name"], "Succeeded", timeout=60)
+        st = wait_phase(ctl.data, pinned["metadata"]["name"], "Pending", timeout=30, reason="Unschedulable")
+        service = swarm.api.inspect_service(st["containerName"])  # every job is kept off the refused node
+        assert f"node.id!={n3['id']}" in service["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
+    finally:
+        (ctl.data / "specs" / f"{pinned['metadata']['name']}.yaml").unlink(missing_ok=True)
+        bounce(ctl, swarm_cluster, "n3", None)
+    wait_for(lambda: data_folder(ctl, "n3", "True"), timeout=60, what="n3 checked again and accepted")

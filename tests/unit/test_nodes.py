@@ -176,6 +176,12 @@ def test_a_node_refused_by_the_probe_is_excluded_and_shown():
     rows = {r["id"]: r for r in watch.rows([])}
     assert rows["b"]["conditions"][0]["status"] == "False" and not rows["b"]["schedulable"]
     assert rows["c"]["conditions"][0]["status"] == "Unknown"
+    runtime.listed = [node("a", state="down"), node("b"), node("c")]
+    watch.refresh(at(110))
+    assert probed[-1] == ["c"]  # a node seen for the first time
+    runtime.listed = [node("a"), node("b"), node("c")]
+    watch.refresh(at(120))
+    assert probed[-1] == ["a"]  # back from being down: its mounts may have changed
 
 
 def test_shared_host_names_get_the_node_id():
