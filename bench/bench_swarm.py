@@ -41,7 +41,9 @@ def controller_burst(root: Path, manager: str, jobs: int) -> float:
     data = root / "burst-data"
     names = [f"burst-{uuid.uuid4().hex[:6]}-{i}" for i in range(jobs)]
     api = docker.APIClient(base_url=manager)
-    ctl = ControllerProcess(data, env={"OPEVA_RUNTIME": "swarm", "OPEVA_SWARM_HOST": manager}).start()
+    ctl = ControllerProcess(
+        data, env={"OPEVA_RUNTIME": "swarm", "OPEVA_SWARM_HOST": manager, "OPEVA_PROBE_IMAGE": BUSYBOX}
+    ).start()
     try:
         t0 = time.monotonic()
         for name in names:
@@ -86,7 +88,9 @@ def raw_burst(manager: str, jobs: int, threads: int) -> float:
 
 def controller_drop(root: Path, manager: str, tries: int) -> list[float]:
     data = root / "drop-data"
-    ctl = ControllerProcess(data, env={"OPEVA_RUNTIME": "swarm", "OPEVA_SWARM_HOST": manager}).start()
+    ctl = ControllerProcess(
+        data, env={"OPEVA_RUNTIME": "swarm", "OPEVA_SWARM_HOST": manager, "OPEVA_PROBE_IMAGE": BUSYBOX}
+    ).start()
     out = []
     try:
         for i in range(tries):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import docker
 
-from .harness import containers
+from .harness import BUSYBOX, containers
 
 
 class DockerEngine:
@@ -26,14 +26,18 @@ class SwarmEngine:
 
     def __init__(self, cluster) -> None:
         self.cluster = cluster
-        self.env = {"OPEVA_RUNTIME": "swarm", "OPEVA_SWARM_HOST": cluster.manager_url}
+        # the data-folder probe runs the test image: every node has it (tests/swarm/cluster.py)
+        self.env = {"OPEVA_RUNTIME": "swarm", "OPEVA_SWARM_HOST": cluster.manager_url, "OPEVA_PROBE_IMAGE": BUSYBOX}
         self.client = docker.APIClient(base_url=cluster.manager_url)
 
     def containers(self, job: str) -> list[dict]:
         """Each attempt service of the job, read straight from the manager; State is its newest task's state."""
         out = []
         for svc in self.client.services(filters={"label": f"opeva.job={job}"}):
-            tasks = self.client.tasks(filters={"service": svc["ID"]})
+            try:
+                tasks = self.client.tasks(filters={"service": svc["ID"]})
+            except docker.errors.NotFound:
+                continue  # removed meanwhile
             newest = max(tasks, key=lambda t: t.get("CreatedAt", ""), default=None)
             state = (newest or {}).get("Status", {}).get("State", "none")
             out.append({"Names": svc["Spec"]["Name"], "State": state, "NodeID": (newest or {}).get("NodeID")})
