@@ -259,8 +259,8 @@ class Controller:
         for name in sorted(result.rewritten_same):
             log.info("spec_unchanged", job=name, message="file saved with identical content; nothing to do")
             self._record_unchanged(name)
-        if result.unsettled:
-            threading.Timer(0.5, self._scan_wake.set).start()
+        if result.recheck_in is not None:
+            threading.Timer(result.recheck_in, self._scan_wake.set).start()
 
     def _record_unchanged(self, name: str) -> None:
         try:

@@ -36,13 +36,24 @@ SETTLE_SECONDS = 0.5  # a broken file younger than this may still be being writt
 QUIET_SECONDS = 1.0  # polled folders: a file changed more recently than this may still be being written
 OPEN_WRITE_LIMIT = 5.0  # inotify: a file left open this long after its last write is taken anyway
 CREATED_GRACE = 0.25  # inotify: a new file with no write reported yet (its first write may be on its way)
+MIN_RECHECK = 0.02  # the soonest another scan is asked for
 
 
 @dataclass
 class ScanResult:
     changed: set[str] = field(default_factory=set)  # names whose desired state changed
     rewritten_same: set[str] = field(default_factory=set)  # files saved again with identical content
-    unsettled: bool = False  # a young broken file, or one still being written: scan again shortly
+    recheck_in: float | None = None  # a young broken file, or one still being written: scan again this soon
+
+    @property
+    def unsettled(self) -> bool:
+        return self.recheck_in is not None
+
+    def recheck(self, seconds: float) -> None:
+        """Ask for another scan once the soonest waiting file may be whole (a moved-in file waits 0.25 s, not a
+        fixed 0.5 s)."""
+        seconds = max(seconds, MIN_RECHECK)
+        self.recheck_in = seconds if self.recheck_in is None else min(self.recheck_in, seconds)
 
 
 class SpecSource:
@@ -90,11 +101,12 @@ class SpecSource:
             if dest is not None:
                 self._writing.pop(dest, None)
 
-    def _being_written(self, path: str, mtime: float, now: float) -> bool:
+    def _write_wait(self, path: str, mtime: float, now: float) -> float:
+        """Seconds until the file may be taken as whole (0: now): its writer's close, else a quiet period."""
         if self._closes_reported:
             last = self._writing.get(path)
-            return last is not None and time.monotonic() - last[0] < last[1]
-        return self._quiet is not None and now - mtime < self._quiet
+            return 0.0 if last is None else last[0] + last[1] - time.monotonic()
+        return 0.0 if self._quiet is None else mtime + self._quiet - now
 
     def prime(self, known: dict[str, SpecStamp]) -> None:
         """Before the first scan: job name -> the spec file stamp it settled with. Such a file, found unchanged,
@@ -165,14 +177,15 @@ class SpecSource:
                 seen[path] = (sig, None)  # as its settled job last saw it: parsed when the job is looked at
                 self._deferred_names[path] = known[1]
                 continue
-            if self._being_written(path, st.st_mtime, now):
-                result.unsettled = True
+            wait = self._write_wait(path, st.st_mtime, now)
+            if wait > 0:
+                result.recheck(wait)
                 if old is not None:
                     seen[path] = old
                 continue
             loaded = load_spec_file(Path(path), Path(root))
             if loaded.error and now - st.st_mtime < self.settle:
-                result.unsettled = True
+                result.recheck(st.st_mtime + self.settle - now)
                 if old is not None:
                     seen[path] = old
                 continue

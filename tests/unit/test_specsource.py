@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.specsource import SpecSource
+from controller.specsource import CREATED_GRACE, SpecSource
 
 from .factories import doc
 
@@ -182,6 +182,17 @@ def test_config_file_appearing_reports_the_job_changed(data, source):
 
 
 # ---- a file is taken once its writer is done ------------------------------------------------------------------
+def test_a_file_moved_in_from_elsewhere_is_looked_at_again_when_its_grace_ends(data: Path, source: SpecSource):
+    """inotify reports a file renamed in from outside the folder as created, with no write or close after it."""
+    source.watched(closes_reported=True)
+    path = put(data / "specs" / "a.yaml", doc("a"))
+    source.file_event("created", str(path))
+    result = source.scan()
+    assert result.unsettled and 0 < result.recheck_in <= CREATED_GRACE
+    time.sleep(result.recheck_in)
+    assert source.scan().changed == {"a"}
+
+
 def test_with_inotify_a_file_still_open_for_writing_waits_for_its_close(data: Path, source: SpecSource):
     source.watched(closes_reported=True)
     path = put(data / "specs" / "a.yaml", doc("a"), young=True)
