@@ -57,7 +57,9 @@ def valid_spec(d: Draft, m: JobManifest) -> None:
     name = container_name(d.facts.instance, m.name, key, st.attempts) if st.attempts else None
     c = current.get(name) if name else None
 
-    if c is not None and c.exited and not st.recorded(c.name):
+    if c is not None and c.exited and not st.recorded(c.name) and (gone := interruptions.orphaned(d, c)):
+        interruptions.record_node_lost(d, c, m, gone)
+    elif c is not None and c.exited and not st.recorded(c.name):
         if c.name not in d.observed.logs_complete:
             d.requeue_in(LOG_DRAIN_POLL)
             return

@@ -37,6 +37,14 @@ def node_lost(d: Draft, c: ContainerInfo) -> str | None:
     return d.facts.lost_nodes.get(c.node) if c.node else None
 
 
+def orphaned(d: Draft, c: ContainerInfo) -> str | None:
+    """Why an attempt ended with its node (Swarm marks the task of a removed node orphaned: no exit code, no log to
+    wait for), or None."""
+    if c.state != "dead" or c.exit_code is not None or not c.node:
+        return None
+    return d.facts.lost_nodes.get(c.node) or f"node {c.node[:12]} left the swarm with the attempt on it"
+
+
 def leave_drained_node(d: Draft, c: ContainerInfo) -> bool:
     """A running attempt on a drained node is stopped (Swarm does not move a job's task); its exit is then recorded
     as an interruption and the job runs again elsewhere. The node answers, so the next attempt waits for this one to

@@ -22,6 +22,7 @@ from e2e.harness import (
     ControllerProcess,
     free_port,
     job_name,
+    read_events,
     read_log,
     read_status,
     shell_spec,
@@ -390,3 +391,55 @@ def test_a_node_back_without_the_data_folder_is_refused_and_jobs_go_elsewhere(
         (ctl.data / "specs" / f"{pinned['metadata']['name']}.yaml").unlink(missing_ok=True)
         bounce(ctl, swarm_cluster, "n3", None)
     wait_for(lambda: data_folder(ctl, "n3", "True"), timeout=60, what="n3 checked again and accepted")
+
+
+# ---- a node removed from the swarm (long: it must rejoin afterwards) ---------------------------------------------
+def rejoin(cluster: SwarmCluster, name: str) -> None:
+    """A node removed with `docker node rm` stays out when its daemon restarts: it leaves and joins again, with a new
+    node id and its label."""
+    node = cluster.node(name)
+    cluster.restart_node(name)
+    cluster.docker(name, "swarm", "leave", "--force")
+    token = cluster.docker(1, "swarm", "join-token", "-q", "worker").stdout.decode().strip()
+    own = f"127.0.0.1:{node.port}"
+    cluster.docker(name, "swarm", "join", "--token", token, "--listen-addr", own, "--advertise-addr", own,
+                   f"127.0.0.1:{cluster.manager.port}")  # fmt: skip
+    node.node_id = cluster.docker(name, "info", "-f", "{{.Swarm.NodeID}}").stdout.decode().strip()
+    cluster.docker(1, "node", "update", "--label-add", f"{NODE_LABEL}={name}", node.node_id)
+    wait_for(lambda: cluster.node_states().get(name) == "Ready", timeout=60, what=f"{name} back in the swarm")
+
+
+@pytest.mark.long
+def test_a_worker_removed_from_the_swarm_mid_job_is_an_interruption(
+    swarm: Swarm, swarm_cluster: SwarmCluster, tmp_path: Path
+):
+    """The operator removes a dead node before the settle time is up (`docker node rm --force`): Swarm marks its task
+    orphaned, without an exit code or a log; the attempt is interrupted, not failed, and runs elsewhere."""
+    data = tmp_path / "data"
+    (data / "specs").mkdir(parents=True)
+    proc = controller(swarm_cluster, data, OPEVA_NODE_SETTLE="600")
+    doc = job("removed", "sleep 300", placement={"constraints": ["node.role==worker"]})
+    name = doc["metadata"]["name"]
+    first = ""
+    try:
+        write_spec(data, doc)
+        wait_phase(data, name, "Running", timeout=60)
+        first = wait_for(lambda: swarm.node_of(name), what="its task")
+        with TaskWatch(swarm, name) as watch:
+            swarm_cluster.kill_node(first)
+            wait_for(lambda: swarm_cluster.node_states().get(first) == "Down", timeout=30, what=f"{first} Down")
+            swarm_cluster.docker(1, "node", "rm", "--force", swarm_cluster.node(first).node_id)
+            st = wait_for(
+                lambda: (s := read_status(data, name)) and s["attempts"] == 2 and s["phase"] == "Running" and s,
+                timeout=60,
+                what="attempt 2 running",
+            )
+        assert watch.most == 1
+        assert ("Interrupted", "NodeLost") in history(data, name) and st["failures"] == 0
+        lost = [e["message"] for e in read_events(data, name) if e["reason"] == "NodeLost"]
+        assert len(lost) == 1 and "left the swarm" in lost[0]
+    finally:
+        (data / "specs" / f"{name}.yaml").unlink(missing_ok=True)
+        proc.stop()
+        if first:
+            rejoin(swarm_cluster, first)

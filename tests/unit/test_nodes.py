@@ -269,6 +269,28 @@ def test_an_attempt_on_a_drained_node_is_stopped_then_recorded_as_interrupted_an
     assert creates(d) == [Create(name_of(M, 2), 2)]
 
 
+def test_an_attempt_orphaned_with_its_removed_node_is_interrupted_without_waiting_for_its_log():
+    job, c = running_job(M)
+    orphan = dataclasses.replace(on(c), state="dead", exit_code=None, finished_at=at(50))
+    d = job.step(orphan, now=at(60), undrained=(c.name,))
+    h = d.status.history[-1]
+    assert (h.outcome, h.reason, d.status.failures) == ("Interrupted", "NodeLost", 0)
+    assert removes(d) == [Remove(c.name)] and creates(d) == [Create(name_of(M, 2), 2)]
+
+
+def test_a_dead_container_of_a_single_engine_is_still_judged_by_its_exit():
+    job, c = running_job(M)
+    dead = dataclasses.replace(c, state="dead", exit_code=1, finished_at=at(50))
+    d = job.step(dead, now=at(60))
+    assert (d.status.history[-1].outcome, d.status.history[-1].reason) == ("Failed", "Error")
+
+
+def test_the_down_time_counts_from_the_engines_record_when_the_controller_starts_late():
+    runtime = ListedNodes(node("a", state="down", changed_at=at(0)))
+    watch = NodeWatch(runtime, "swarm", settle=30)  # type: ignore[arg-type]
+    assert watch.refresh(at(100))[0] == {"a"}  # down since at(0) by Swarm's record: lost at once
+
+
 # ---- target_host ----------------------------------------------------------------------------------------------
 def swarm_host(*rows: dict) -> LocalHost:
     return LocalHost(name="mgr", online=True, last_seen=0.0, runtime="swarm", nodes=rows)
