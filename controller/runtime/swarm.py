@@ -65,6 +65,7 @@ LABEL_GPUS = "opeva.gpus"  # the GPU shares the scheduler gave the attempt, so a
 NOT_STARTED = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 LOG_QUIET_FIRST, LOG_QUIET_MAX = 0.1, 2.0  # seconds without output before asking whether a task has ended
+FAST_POLL, FAST_WINDOW = 0.2, 10.0  # after a create, tasks are looked at every FAST_POLL s for FAST_WINDOW s
 KILLED = 137  # exit code of an attempt stopped while we did not watch its end
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
 _END = object()
@@ -116,6 +117,7 @@ class SwarmRuntime(EngineClient):
         self.poll = poll  # seconds between looks at tasks (events, the end of a log stream, a stop)
         self._started: dict[str, datetime] = {}  # task id -> when it was first seen running (tasks keep no start)
         self._lock = threading.Lock()
+        self._fast_until = 0.0  # monotonic time until which tasks are looked at every FAST_POLL (attempts starting)
 
     def nodes(self) -> builtins.list[NodeInfo]:
         return swarm_nodes(self._api, self.gpu_kind)
@@ -285,6 +287,7 @@ class SwarmRuntime(EngineClient):
                     labels=labels,
                     mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
                 )
+            self._fast_until = time.monotonic() + FAST_WINDOW  # its start is seen at once, as Docker's start event
         except derr.APIError as err:
             if err.status_code == 409:
                 raise NameConflict(req.name) from err
@@ -472,7 +475,7 @@ class SwarmRuntime(EngineClient):
 
     def _changes(self, last: dict[str, tuple[str, str]]) -> Iterator[EngineEvent]:
         while True:
-            time.sleep(self.poll)
+            time.sleep(FAST_POLL if time.monotonic() < self._fast_until else self.poll)
             now = self._states()
             for name, (job, state) in now.items():
                 if last.get(name, ("", ""))[1] != state:
