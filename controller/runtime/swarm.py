@@ -62,7 +62,6 @@ LABEL_STARTED = "opeva.swarm.startedAt"
 LABEL_FINISHED = "opeva.swarm.finishedAt"
 LABEL_GPUS = "opeva.gpus"  # the GPU shares the scheduler gave the attempt, so a restart reserves them again
 
-NOT_STARTED = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 LOG_QUIET_FIRST, LOG_QUIET_MAX = 0.1, 2.0  # seconds without output before asking whether a task has ended
 FAST_POLL, FAST_WINDOW = 0.2, 10.0  # after a create, tasks are looked at every FAST_POLL s for FAST_WINDOW s
