@@ -23,6 +23,7 @@ from controller.status import PHASES, SEED_STATUS, seed_word
 from controller.store import DataStore, read_json
 
 SCAN_TTL = 2.0
+WAIT_PARSE = 0.05  # seconds: a parse that took longer is done in the background next time (see `snapshot`)
 SUBMITTED_TTL = 60.0  # seconds a written job is listed before the controller has indexed it (no controller running)
 
 
@@ -159,6 +160,7 @@ class JobIndex:
         self._refreshing = False
         self._submitted: dict[str, tuple[dict[str, Any], float]] = {}  # name -> (row, when), not yet indexed
         self._submitted_lock = threading.Lock()
+        self._parse_seconds = 0.0  # how long the last parse took
 
     # ---- written through this API, not indexed yet (a SpecListener) ---------------------------------------------
     def written(self, manifest: JobManifest) -> None:
@@ -186,6 +188,15 @@ class JobIndex:
 
     # ---- the index ----------------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
+        """The current version. When the file changed and parsing it took longer than WAIT_PARSE last time (a large
+        folder), the previous version is returned while a background thread parses the new one, as with
+        `snapshot_nowait`: a poll of the first page is not held up by a re-parse of 100,000 rows. The index is a few
+        seconds behind the records by design; jobs written or deleted through this API show at once either way."""
+        if self._parse_seconds > WAIT_PARSE:
+            return self.snapshot_nowait()
+        return self._current()
+
+    def _current(self) -> Snapshot:
         snap = self._indexed()
         return self._with_submitted(snap) if self._submitted else snap
 
@@ -196,8 +207,10 @@ class JobIndex:
         with self._lock:
             key = self._source_key()
             if key != self._key:
+                t0 = time.perf_counter()
                 self._snap = self._load(key)
                 self._key = key
+                self._parse_seconds = time.perf_counter() - t0
             return self._snap
 
     def snapshot_nowait(self) -> Snapshot:
@@ -205,7 +218,7 @@ class JobIndex:
         background thread parses the new one: a metrics scrape or a dashboard poll never waits for a re-parse of
         10,000 jobs (the next one sees the new version). Only the very first parse is waited for."""
         if self._key is None or self._source_key() == self._key:
-            return self.snapshot()
+            return self._current()
         with self._refresh_lock:
             if not self._refreshing:
                 self._refreshing = True
@@ -214,7 +227,7 @@ class JobIndex:
 
     def _refresh(self) -> None:
         try:
-            self.snapshot()
+            self._current()
         finally:
             with self._refresh_lock:
                 self._refreshing = False

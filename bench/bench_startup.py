@@ -111,6 +111,7 @@ def main() -> None:
         floor_seconds(data)  # warm the cache as the controller's start will find it
         floor = floor_seconds(data)
 
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         proc = start_controller(data, "--resync", "10", timeout=600)
         ready = time.perf_counter() - t0
@@ -132,7 +133,9 @@ def main() -> None:
             f"ratio {ready / floor:.1f} (target <= 3)\n"
             f"  all running adopted and all pending running after {all_running:.2f} s\n"
             f"  RSS {rss:.0f} MB (target < 300); idle CPU {cpu:.2f}% of one core (target < 1); "
-            f"full resync {resync:.2f} s (target < 2)"
+            f"full resync {resync:.2f} s (target < 2)\n"
+            f"  load average (1 min) {load_before:.2f} at start-up, {os.getloadavg()[0]:.2f} at the end, "
+            f"{os.cpu_count()} CPUs"
         )
     finally:
         cleanup(client)

@@ -215,6 +215,20 @@ def test_list_sees_a_new_index_file(listed):
     assert [i["name"] for i in listed.client.get("/jobs").json()] == ["only-one"]
 
 
+def test_a_slow_index_is_parsed_again_in_the_background(listed):
+    from api.index import JobIndex
+
+    index = JobIndex(listed.folder.store)
+    assert len(index.snapshot().names) == 25
+    index._parse_seconds = 10.0  # as if the last parse had taken long (a folder of 100,000 jobs)
+    listed.folder.track([listed.folder.status("only-one")])
+    assert len(index.snapshot().names) in (1, 25)  # the previous version while the new one is parsed
+    deadline = time.monotonic() + 10
+    while index.snapshot().names != ["only-one"]:
+        assert time.monotonic() < deadline, "the new index was never parsed"
+        time.sleep(0.05)
+
+
 def test_list_without_an_index_reads_status_files(api):
     api.folder.status("a1", phase="Succeeded")
     items = api.client.get("/jobs").json()
