@@ -28,6 +28,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +81,7 @@ class _Row:
 
 @dataclass
 class _Listing:
-    source: object
+    source: weakref.ref[Any]  # not kept alive here: an index version of 100,000 rows is large
     trusted: Stamp
     version: int
     tick: int | None  # set when a row's durations run on: the array is good for this tick only
@@ -118,7 +119,7 @@ class ListRows:
             last = self._listings.get(key)
             if (
                 last is not None
-                and last.source is source
+                and last.source() is source
                 and last.trusted == trusted
                 and last.version == self._version
                 and last.tick in (None, tick)
@@ -135,7 +136,7 @@ class ListRows:
                 watched = [(c.name, c.own) for c in cached if c is not None and not c.still]
                 ticking = any(c is not None and c.tick is not None for c in cached)
                 self._listings[key] = _Listing(
-                    source, trusted, self._version, tick if ticking else None, watched, body, h.hexdigest()
+                    weakref.ref(source), trusted, self._version, tick if ticking else None, watched, body, h.hexdigest()
                 )
                 while len(self._listings) > MAX_LISTINGS:
                     del self._listings[next(iter(self._listings))]

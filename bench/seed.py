@@ -1,5 +1,6 @@
 """Seed a data folder with finished jobs exactly as a controller would have left them (for benchmarks and the
-recovery-time test): spec file, status record (and its copy) with history, and a log. No containers are run.
+recovery-time test): spec file, status record (and its copy) with history, job_info (the controller's record and the
+job's copy), and a log. No containers are run.
 
 One job is built through the real models; the rest are that job's files with the name and the generation
 substituted, so 100,000 jobs seed in seconds rather than minutes.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from controller.containerspec import phase_info
 from controller.spec import generation_hash, parse_document
 from controller.status import AttemptRecord, JobStatus, utcnow
 
@@ -64,8 +66,11 @@ def seed_finished(
         ],
     )
     status_text = json.dumps(st.model_dump(mode="json"))
+    info_text = json.dumps(phase_info(st))
     records = data / ".opeva" / "status"
     records.mkdir(parents=True, exist_ok=True)
+    infos = data / ".opeva" / "jobinfo"
+    infos.mkdir(parents=True, exist_ok=True)
     names = []
     for i in range(count):
         name = f"{prefix}-{i:05d}"
@@ -77,6 +82,8 @@ def seed_finished(
         text = text.replace(TEMPLATE, name)
         (records / f"{name}.json").write_text(text)  # the authoritative record, and the copy beside the job's files
         (d / "status.json").write_text(text)
+        (infos / f"{name}.json").write_text(info_text)  # what the controller writes at each phase change
+        (d / "job_info.json").write_text(info_text)
         (d / "logs" / f"{name}.log").write_text("done\n")
         names.append(name)
     os.sync()
