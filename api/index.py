@@ -11,10 +11,12 @@ is listed from that write (phase Pending) until the file has it.
 from __future__ import annotations
 
 import bisect
+import heapq
 import os
 import threading
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from controller.selectors import Selector, labels_match
@@ -122,6 +124,20 @@ class Snapshot:
     phase_counts: dict[str, int] = field(default_factory=dict)
     source: str = "empty"  # job_track | status-files | empty
     by_phase: dict[str | None, list[int]] = field(default_factory=dict)  # phase -> positions in entries
+    _by_label: dict[tuple[str, str | None], list[int]] | None = None  # built on the first label query
+
+    def with_label(self, key: str, value: str | None) -> list[int]:
+        """Positions (ascending) of the entries that have label `key` (with `value`, unless None): a selector over
+        100,000 jobs looks at the few that can match, not at every row."""
+        by_label = self._by_label
+        if by_label is None:  # two threads may both build it: the same result, either is kept
+            by_label = {}
+            for i, row in enumerate(self.entries):
+                for k, v in row["labels"].items():
+                    by_label.setdefault((k, v), []).append(i)
+                    by_label.setdefault((k, None), []).append(i)
+            self._by_label = by_label
+        return by_label.get((key, value), [])
 
 
 def _build(rows: dict[str, dict[str, Any]], source: str) -> Snapshot:
@@ -275,16 +291,20 @@ class JobIndex:
             window = snap.entries[start:end]
             return Page(window, total, window[-1]["name"] if window and end < total else None)
 
-        def match(row: dict[str, Any]) -> bool:
-            return labels_match(row["labels"], labels or [])
-
+        if not labels:  # phases only: merge their position lists, count without looking at rows
+            lists = [snap.by_phase.get(p, []) for p in sorted(phases or ())]
+            total = sum(len(positions) for positions in lists)
+            merged = heapq.merge(*(islice(ps, bisect.bisect_left(ps, start), None) for ps in lists))
+            picked: list[int] = list(islice(merged, None if limit is None else limit + 1))
+            more = limit is not None and len(picked) > limit
+            found = [snap.entries[i] for i in picked[:limit]]
+            return Page(found, total, found[-1]["name"] if found and more else None)
         total = 0
         items: list[dict[str, Any]] = []
         more = False
-        positions = sorted(i for p in phases for i in snap.by_phase.get(p, ())) if phases else range(len(snap.entries))
-        for i in positions:
+        for i in min((snap.with_label(k, v) for k, v in labels), key=len):  # the rarest requirement's jobs
             row = snap.entries[i]
-            if labels and not match(row):
+            if (phases and row["phase"] not in phases) or not labels_match(row["labels"], labels):
                 continue
             total += 1
             if i < start:

@@ -65,7 +65,7 @@ def seed_finished(
             )
         ],
     )
-    status_text = json.dumps(st.model_dump(mode="json"))
+    status_text = json.dumps(st.model_dump(mode="json"), indent=2) + "\n"  # byte for byte as the store writes it
     info_text = json.dumps(phase_info(st))
     records = data / ".opeva" / "status"
     records.mkdir(parents=True, exist_ok=True)

@@ -229,6 +229,24 @@ def test_a_slow_index_is_parsed_again_in_the_background(listed):
         time.sleep(0.05)
 
 
+def test_index_query_matches_a_plain_filter(listed):
+    from itertools import product
+
+    from api.index import JobIndex
+    from controller.selectors import labels_match
+
+    index = JobIndex(listed.folder.store)
+    rows = index.snapshot().entries
+    phase_sets = [None, {"Running"}, {"Failed", "Stopped"}, {"Pending", "Succeeded", "Running"}]
+    selectors = [None, [("team", "a")], [("team", "b"), ("idx", None)], [("idx", "4")], [("nokey", None)]]
+    for phases, selector, limit, after in product(phase_sets, selectors, [None, 1, 3], [None, "job-04", "job-13"]):
+        want = [r for r in rows if (not phases or r["phase"] in phases) and labels_match(r["labels"], selector or [])]
+        page = index.query(phases, selector, limit, after)
+        shown = [r for r in want if after is None or r["name"] > after]
+        assert page.total == len(want) and page.items == shown[:limit], (phases, selector, limit, after)
+        assert page.next_after == (shown[limit - 1]["name"] if limit and len(shown) > limit else None)
+
+
 def test_list_without_an_index_reads_status_files(api):
     api.folder.status("a1", phase="Succeeded")
     items = api.client.get("/jobs").json()
