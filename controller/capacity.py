@@ -36,6 +36,8 @@ class Capacity:
     # a cluster's every node, ready or not: what a job must fit to be schedulable at all (None: this capacity), so a
     # node that is down for a while makes bigger jobs wait, not fail
     whole: Capacity | None = None
+    # a cluster's nodes as (name, CPUs, memory, GPUs), each less the reserve: a job must fit one of them whole
+    nodes: tuple[tuple[str, float, int, int], ...] = ()
 
     @property
     def bound(self) -> Capacity:
@@ -223,4 +225,16 @@ def cluster_capacity(
         return replace(template, cpus=max(total_cpus, 0.0), memory=max(total_memory, 0), gpu_ids=gpu_ids, whole=None)
 
     usable = total([n for n in nodes if n.schedulable and n.id not in excluded])
-    return replace(usable, whole=total(nodes))
+    whole = total(nodes)
+    if cpus is None and memory is None and gpus is None:  # given figures are not per node: only the sum is checked
+        per_node = tuple(
+            (
+                n.hostname or n.id[:12],
+                max(n.cpus - (reserve_cpus or 0.0), 0.0),
+                max(n.memory - keep_memory, 0),
+                len(n.gpus),
+            )
+            for n in nodes
+        )
+        whole = replace(whole, nodes=per_node)
+    return replace(usable, whole=whole)

@@ -141,6 +141,19 @@ def unschedulable_reason(capacity: Capacity, job: PendingJob) -> str | None:
     return "; ".join(problems) + " (change spec.resources, or the controller's capacity settings and rerun)"
 
 
+def no_node_reason(capacity: Capacity, job: PendingJob) -> str:
+    """Why a request that fits the cluster's sum fits none of its nodes."""
+    r = job.request
+    asked = [format_cpus(r.cpus)] if r.cpus else []
+    asked += [f"{format_bytes(r.memory)} of memory"] if r.memory else []
+    asked += [f"{r.gpus} GPU{'s' if r.gpus != 1 else ''}"] if r.gpus else []
+    offers = "; ".join(f"{name}: {format_cpus(c)}, {format_bytes(m)}, {g} GPUs" for name, c, m, g in capacity.nodes)
+    return (
+        f"{', '.join(asked)} requested on one node, and no node offers that ({offers}) "
+        "(change spec.resources, or add a bigger node and rerun)"
+    )
+
+
 def schedule(capacity: Capacity, reservations: Iterable[Reservation], pending: Iterable[PendingJob]) -> Plan:
     """Decide which pending jobs start now; see the module docstring for the rule."""
     reservations = list(reservations)
@@ -161,6 +174,9 @@ def schedule(capacity: Capacity, reservations: Iterable[Reservation], pending: I
         cpus, mem, gpus = r.cpus, r.memory, r.gpus
         if cpus > max_cpu or mem > max_mem or gpus > max_gpu:
             plan.unschedulable[job.name] = unschedulable_reason(bound, job) or "does not fit the machine"
+            continue
+        if bound.nodes and not any(c + EPS >= cpus and m >= mem and g >= gpus for _, c, m, g in bound.nodes):
+            plan.unschedulable[job.name] = no_node_reason(bound, job)
             continue
         queue = job.queue
         if max_running is not None and running >= max_running:

@@ -115,11 +115,21 @@ def test_cluster_capacity_is_the_sum_over_ready_active_nodes():
 
 
 def test_a_job_bigger_than_the_ready_nodes_waits_while_a_node_is_down():
-    nodes = [node("a"), node("b", state="down")]
+    nodes = [node("a"), node("b", state="down", cpus=4.0)]
     cap = cluster_capacity(nodes, TEMPLATE, reserve_memory=0)
     plan = schedule(cap, [], [PendingJob("big", Request(cpus=3.0)), PendingJob("huge", Request(cpus=5.0))])
     assert plan.waiting["big"].reason == "InsufficientCPU"
     assert "huge" in plan.unschedulable
+
+
+def test_a_job_that_fits_the_sum_but_no_single_node_is_unschedulable():
+    nodes = [node("a", hostname="small-1"), node("b", hostname="small-2", gpus=("g0",))]
+    cap = cluster_capacity(nodes, TEMPLATE, reserve_memory=0)
+    plan = schedule(cap, [], [PendingJob("wide", Request(cpus=3.0)), PendingJob("fits", Request(cpus=2.0, gpus=1))])
+    assert "fits" in plan.admitted and "no node offers that" in plan.unschedulable["wide"]
+    assert "small-1: 2 CPUs, 4Gi, 0 GPUs" in plan.unschedulable["wide"]
+    given = cluster_capacity(nodes, TEMPLATE, cpus=8)  # a figure given for the whole: no per-node check
+    assert "wide" in schedule(given, [], [PendingJob("wide", Request(cpus=3.0))]).admitted
 
 
 # ---- lost nodes -----------------------------------------------------------------------------------------------
