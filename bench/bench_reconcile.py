@@ -90,7 +90,7 @@ def start_controller(data: Path, *extra: str, timeout: float = 60) -> subprocess
 
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
-    proc.wait(30)
+    proc.wait(120)  # writing the indexes of 100,000 jobs on the way out takes a while
 
 
 def cleanup(client: docker.DockerClient) -> None:

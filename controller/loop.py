@@ -46,6 +46,7 @@ HEARTBEAT_SECONDS = 5.0
 NODE_POLL_SECONDS = 2.0  # Swarm: how often the nodes are listed (a lost node is noticed this soon after its settle)
 LOCAL_NODE_POLL_SECONDS = 30.0  # one engine: its node changes only in its labels
 FOLDER_RESCAN_EVERY = 3  # with a working folder watch, every 3rd resync (30 s by default) rescans the folder too
+SCAN_BUDGET = 100  # ... but no sooner than 100x the last scan took: a backstop costs at most ~1% of a core
 SCAN_DEBOUNCE = 0.02
 FULL_RESYNC_EVERY = 30  # every Nth resync enqueues every job, settled or not
 
@@ -114,6 +115,8 @@ class Controller:
         self.docker_ok = False
         self.resync_count = 0
         self.last_resync_seconds = 0.0
+        self._scan_seconds = 0.0  # how long the last rescan of the specs folder took
+        self._scanned_at = float("-inf")
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -296,8 +299,13 @@ class Controller:
         """
         t0 = time.monotonic()
         self.resync_count += 1
-        if full or self.resync_count % FOLDER_RESCAN_EVERY == 0 or isinstance(self._observer, PollingObserver):
+        backstop = (
+            self.resync_count % FOLDER_RESCAN_EVERY == 0 and t0 - self._scanned_at >= SCAN_BUDGET * self._scan_seconds
+        )
+        if full or backstop or isinstance(self._observer, PollingObserver):
             self.scan_specs()  # the watcher sees changes at once; this catches any event it lost
+            self._scanned_at = time.monotonic()
+            self._scan_seconds = self._scanned_at - t0
         if full or self.host.daemon_started_at is None:
             self.host.daemon_seen(self.runtime.daemon_started_at())
         try:

@@ -115,3 +115,21 @@ def test_a_missing_image_fails_the_job_and_leaves_no_container(tmp_path):
     st = status(tmp_path, "train")
     assert st["phase"] == "Failed" and st["reason"] == "ImageNotFound"
     assert runtime.containers == {}
+
+
+def test_the_backstop_rescan_of_a_costly_specs_folder_waits_its_budget(tmp_path, runtime):
+    """The periodic rescan only catches what the watcher lost: over a folder that takes long to scan (100,000
+    specs), it runs at most ~1% of the time; a full resync always rescans."""
+    ctl = make(tmp_path, runtime)
+    scans = []
+    scan = ctl.scan_specs
+    ctl.scan_specs = lambda: (scans.append(1), scan())[1]  # type: ignore[method-assign]
+    for _ in range(3):
+        ctl.resync()
+    assert len(scans) == 1  # the third resync rescans (a cheap folder)
+    ctl._scan_seconds = 60.0  # as if that scan had taken a minute
+    for _ in range(3):
+        ctl.resync()
+    assert len(scans) == 1
+    ctl.resync(full=True)
+    assert len(scans) == 2
