@@ -47,13 +47,18 @@ def write(state_dir: Path, context: dict[str, Any], settled: dict[str, Settled])
     and rows refer to it by position (smaller file, faster start, one shared dict of each in memory)."""
     tables: dict[int, dict[str, int]] = {LABELS: {}, OUTCOMES: {}}
     shared: dict[int, list[Any]] = {LABELS: [], OUTCOMES: []}
+    by_id: dict[tuple[int, int], int] = {}  # rows share their dicts: each shared one is encoded once, not per row
 
     def ref(col: int, value: dict) -> int:
+        i = by_id.get((col, id(value)))  # the rows keep every dict alive while this runs: an id is never reused
+        if i is not None:
+            return i
         key = json.dumps(value, sort_keys=True)
         i = tables[col].get(key)
         if i is None:
             i = tables[col][key] = len(shared[col])
             shared[col].append(value)
+        by_id[(col, id(value))] = i
         return i
 
     jobs = []
