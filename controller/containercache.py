@@ -47,7 +47,9 @@ class ContainerCache:
             )
 
     def all(self) -> list[ContainerInfo]:
-        return [c for job in self.jobs() for c in self.for_job(job)]
+        """Every container known, in no order (one pass: it is asked every few seconds)."""
+        with self._lock:
+            return [info for _, info in self._by_name.values() if info is not None]
 
     def jobs(self) -> set[str]:
         with self._lock:

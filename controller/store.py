@@ -309,7 +309,7 @@ class DataStore:
             f = self.open_job_file(path, len(data) + 1)
             if f is not None:
                 with f:
-                    if f.read() == data:
+                    if f.read(len(data) + 1) == data:  # the job can make the file grow after the open
                         return False
         except OSError:  # refused (a link, too big, not a file): replaced below, never followed
             pass
